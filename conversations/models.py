@@ -1,0 +1,235 @@
+"""The OpenAI Agents SDK's session tables, as Django models.
+
+Table names, column names, types, database defaults, indexes and unique constraints are the
+ones ``AdvancedSQLiteSession`` (openai-agents 0.24) creates, so a file written by the SDK opens
+here and the SDK opens files Forkview wrote. The tables themselves are created by the SDK's
+own DDL in migration ``0001`` (see ``conversations/schema.py``); these classes are the ORM's
+view of them.
+
+Relations are declared ``DO_NOTHING`` on the Python side: the database carries the SDK's
+``ON DELETE CASCADE`` foreign keys, and only ``DjangoSession`` deletes rows, always children
+first. (Django 5.2 has no ``db_on_delete``.)
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Count, Q, Sum
+
+from .fields import CurrentTimestamp, SDKJSONField
+
+MAIN_BRANCH = "main"
+
+
+class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
+    def with_counts(self) -> AgentSessionQuerySet:
+        """Annotate each session with its message, branch and usage totals."""
+        return self.annotate(
+            message_count=Count("messages", distinct=True),
+            branch_count=Count("structure__branch_id", distinct=True),
+        )
+
+
+class AgentSession(models.Model):
+    """One conversation (``agent_sessions``); ``session_id`` is any string."""
+
+    session_id = models.TextField(primary_key=True)
+    created_at = models.DateTimeField(null=True, blank=True, db_default=CurrentTimestamp())
+    updated_at = models.DateTimeField(null=True, blank=True, db_default=CurrentTimestamp())
+
+    objects = AgentSessionQuerySet.as_manager()
+
+    class Meta:
+        db_table = "agent_sessions"
+        verbose_name = "agent session"
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.session_id
+
+
+class SessionScopedQuerySet(models.QuerySet):
+    """Vocabulary shared by the per-session tables."""
+
+    def for_session(self, session_id: str) -> SessionScopedQuerySet:
+        return self.filter(session_id=session_id)
+
+    def on_branch(self, branch_id: str) -> SessionScopedQuerySet:
+        return self.filter(branch_id=branch_id)
+
+
+class AgentMessage(models.Model):
+    """One Responses-API item (``agent_messages``), shared by every branch that contains it."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(
+        AgentSession,
+        on_delete=models.DO_NOTHING,
+        db_column="session_id",
+        related_name="messages",
+    )
+    message_data = SDKJSONField()
+    created_at = models.DateTimeField(null=True, blank=True, db_default=CurrentTimestamp())
+
+    objects = SessionScopedQuerySet.as_manager()
+
+    class Meta:
+        db_table = "agent_messages"
+        verbose_name = "agent message"
+        indexes = [models.Index(fields=["session", "id"], name="idx_agent_messages_session_id")]
+
+    def __str__(self) -> str:
+        return f"message {self.pk} of {self.session_id}"
+
+
+class MessageStructureQuerySet(SessionScopedQuerySet):
+    def user_turns(self) -> MessageStructureQuerySet:
+        """The rows that open a user turn (one per turn on a branch)."""
+        return self.filter(message_type="user")
+
+    def in_order(self) -> MessageStructureQuerySet:
+        return self.order_by("sequence_number")
+
+    def branch_summaries(self) -> models.QuerySet:
+        """One row per branch: message count, user turns, first ``created_at``."""
+        return (
+            self.values("branch_id")
+            .annotate(
+                message_count=Count("id"),
+                user_turns=Count("id", filter=Q(message_type="user")),
+                created_at=models.Min("created_at"),
+            )
+            .order_by("created_at", "branch_id")
+        )
+
+
+class MessageStructure(models.Model):
+    """Where an item sits on a branch (``message_structure``): one row per (item, branch)."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(
+        AgentSession,
+        on_delete=models.DO_NOTHING,
+        db_column="session_id",
+        related_name="structure",
+    )
+    message = models.ForeignKey(
+        AgentMessage,
+        on_delete=models.DO_NOTHING,
+        db_column="message_id",
+        related_name="structure",
+    )
+    branch_id = models.TextField(db_default=MAIN_BRANCH)
+    message_type = models.TextField()
+    sequence_number = models.IntegerField()
+    user_turn_number = models.IntegerField(null=True, blank=True)
+    branch_turn_number = models.IntegerField(null=True, blank=True)
+    tool_name = models.TextField(null=True, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True, db_default=CurrentTimestamp())
+
+    objects = MessageStructureQuerySet.as_manager()
+
+    class Meta:
+        db_table = "message_structure"
+        verbose_name = "message structure row"
+        indexes = [
+            models.Index(fields=["session", "sequence_number"], name="idx_structure_session_seq"),
+            models.Index(fields=["session", "branch_id"], name="idx_structure_branch"),
+            models.Index(
+                fields=["session", "branch_id", "user_turn_number"], name="idx_structure_turn"
+            ),
+            models.Index(
+                fields=["session", "branch_id", "sequence_number"],
+                name="idx_structure_branch_seq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.branch_id} #{self.sequence_number} ({self.message_type})"
+
+
+class TurnUsageQuerySet(SessionScopedQuerySet):
+    def totals(self) -> dict[str, int | None]:
+        """Sums over the selected rows, plus the number of turns they cover."""
+        return self.aggregate(
+            requests=Sum("requests"),
+            input_tokens=Sum("input_tokens"),
+            output_tokens=Sum("output_tokens"),
+            total_tokens=Sum("total_tokens"),
+            total_turns=Count("id"),
+        )
+
+
+class TurnUsage(models.Model):
+    """Tokens for one (branch, user turn), written by ``store_run_usage`` (``turn_usage``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    session = models.ForeignKey(
+        AgentSession,
+        on_delete=models.DO_NOTHING,
+        db_column="session_id",
+        related_name="usage",
+    )
+    branch_id = models.TextField(db_default=MAIN_BRANCH)
+    user_turn_number = models.IntegerField()
+    requests = models.IntegerField(null=True, blank=True, db_default=0)
+    input_tokens = models.IntegerField(null=True, blank=True, db_default=0)
+    output_tokens = models.IntegerField(null=True, blank=True, db_default=0)
+    total_tokens = models.IntegerField(null=True, blank=True, db_default=0)
+    input_tokens_details = SDKJSONField(null=True, blank=True)
+    output_tokens_details = SDKJSONField(null=True, blank=True)
+    created_at = models.DateTimeField(null=True, blank=True, db_default=CurrentTimestamp())
+
+    objects = TurnUsageQuerySet.as_manager()
+
+    class Meta:
+        db_table = "turn_usage"
+        verbose_name = "turn usage"
+        verbose_name_plural = "turn usage"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "branch_id", "user_turn_number"],
+                name="turn_usage_session_branch_turn_uniq",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["session", "branch_id", "user_turn_number"],
+                name="idx_turn_usage_session_turn",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id} / {self.branch_id} / turn {self.user_turn_number}"
+
+
+class BranchReservation(models.Model):
+    """Every branch id ever used in a session (``branch_reservations``); never shrinks."""
+
+    pk = models.CompositePrimaryKey("session_id", "branch_id")
+    session_id = models.TextField()
+    branch_id = models.TextField()
+
+    class Meta:
+        db_table = "branch_reservations"
+
+    def __str__(self) -> str:
+        return f"{self.session_id} / {self.branch_id}"
+
+
+class SessionClearGeneration(models.Model):
+    """How many times a session was cleared (``session_clear_generations``).
+
+    Session instances compare it with the value they last saw: a newer one means another
+    instance cleared the history, so they fall back to ``main``. ``DjangoSession`` also locks
+    this row to serialise writers of one session across processes.
+    """
+
+    session_id = models.TextField(primary_key=True)
+    generation = models.IntegerField(db_default=0)
+
+    class Meta:
+        db_table = "session_clear_generations"
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.generation}"

@@ -1,0 +1,977 @@
+"""``DjangoSession``: the SDK's ``AdvancedSQLiteSession``, over the Django ORM.
+
+A drop-in for ``agents.extensions.memory.AdvancedSQLiteSession`` (openai-agents 0.24): same
+public methods, keyword signatures, return values and exception types, on any database
+Forkview runs on (SQLite or PostgreSQL), safe with several processes writing one session.
+
+Usage::
+
+    from agents import Agent, Runner
+    from conversations.session import DjangoSession
+
+    session = DjangoSession(session_id="support-42")            # starts on "main"
+    result = await Runner.run(agent, "Hello", session=session)
+    await session.store_run_usage(result)
+    branch = await session.create_branch_from_turn(1, "what-if")  # and switches to it
+
+    # Forkview extras: start on a branch, or use another database alias.
+    session = DjangoSession(session_id="support-42", branch_id="what-if", using="archive")
+
+How it works:
+
+- Every operation is one ``sync_to_async`` hop running one ``transaction.atomic()`` block (no
+  sync ORM inside ``async def``). Writes first lock the session's
+  ``session_clear_generations`` row (an upsert: a row lock on PostgreSQL; on SQLite the
+  IMMEDIATE transaction already holds the file's write lock), so sequence numbers, turn
+  numbers and branch ids are computed by one writer at a time, in any number of processes.
+- As in the SDK, ``add_items``, ``pop_item``, ``delete_branch`` and the turn capture of
+  ``store_run_usage`` run in the order they were called on an instance, and a mutation whose
+  caller is cancelled still completes (or rolls back) as a whole before the cancellation
+  propagates.
+- The current branch lives in the instance and starts on ``main`` (or ``branch_id=``). A
+  ``clear_session`` by any instance, in any process, sends the others back to ``main`` on
+  their next operation, exactly as the SDK's clear generations do.
+
+Where the SDK does O(session) work on hot paths (its ``get_items`` join filters the messages
+table; each append and pop scans the branch and every orphan message), this class uses the
+composite indexes instead, so appends, pops and ``get_items(limit=N)`` cost the same at 500 or
+8,000 items. Differences in unobservable bookkeeping, and why, are listed in the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from agents.memory.session import SessionABC
+from agents.memory.session_settings import (
+    SessionSettings,
+    coerce_session_settings,
+    resolve_session_limit,
+)
+from asgiref.sync import sync_to_async
+from django.db import DataError, connections, transaction
+from django.db.models import Exists, OuterRef
+
+from . import classify
+from .fields import RawJSON, UndecodableJSON
+from .models import (
+    MAIN_BRANCH,
+    AgentMessage,
+    AgentSession,
+    BranchReservation,
+    MessageStructure,
+    TurnUsage,
+)
+from .sql import SessionSQL, statements
+
+if TYPE_CHECKING:
+    from agents.items import TResponseInputItem
+    from agents.result import RunResult
+    from agents.usage import Usage
+
+__all__ = ["DjangoSession"]
+
+_T = TypeVar("_T")
+logger = logging.getLogger(__name__)
+
+CLOSED_MESSAGE = "DjangoSession is closed"
+# SQLite's statement-variable limit is far above this; it only bounds one IN (...) list.
+_DELETE_CHUNK = 500
+
+
+async def _await_mutation(awaitable: Awaitable[_T]) -> _T:
+    """Wait for a mutation to settle even if the caller is cancelled, then re-raise that.
+
+    The database work runs in a worker thread that cancellation cannot stop, so returning
+    early would let the caller believe a write that is still landing had not happened.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancellation: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as exc:
+            cancellation = cancellation or exc
+    try:
+        result = task.result()
+    except BaseException:
+        if cancellation is not None:
+            raise cancellation from None
+        raise
+    if cancellation is not None:
+        raise cancellation from None
+    return result
+
+
+def _sdk_timestamp(value: datetime | str | None) -> str | None:
+    """A ``created_at`` as the SDK returns it: UTC ``YYYY-MM-DD HH:MM:SS`` text."""
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _decoded(value: Any) -> tuple[bool, Any]:
+    """(ok, item) for a stored ``message_data`` value (ORM-read); undecodable is not ok."""
+    if isinstance(value, UndecodableJSON):
+        return False, None
+    return True, value
+
+
+def _loads(data: str | bytes) -> Any:
+    """``json.loads``, with orjson's fast path for the common case.
+
+    orjson refuses a few things ``json`` accepts (NaN, lone surrogates, huge integers,
+    very deep nesting); those fall back to ``json`` so both decode exactly the same items.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def _decode_rows(rows: list[tuple[Any, ...]]) -> list[Any]:
+    """Decode the first column of raw rows, skipping what does not decode (as the SDK)."""
+    items = []
+    for row in rows:
+        try:
+            items.append(_loads(row[0]))
+        except (json.JSONDecodeError, TypeError, RecursionError):
+            continue
+    return items
+
+
+def _loads_or_none(data: Any) -> Any:
+    """A usage-details column: decoded JSON, or ``None`` if empty or invalid."""
+    if not data:
+        return None
+    try:
+        return _loads(data)
+    except (json.JSONDecodeError, TypeError, RecursionError):
+        return None
+
+
+def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
+    """Run a sync worker with one cursor for all its statements (and refuse if closed)."""
+
+    @functools.wraps(worker)
+    def run(self: DjangoSession, *args: Any) -> _T:
+        self._check_not_closed()
+        with connections[self.using].cursor() as cursor:
+            self._local.cursor = cursor
+            try:
+                return worker(self, *args)
+            finally:
+                self._local.cursor = None
+
+    return run
+
+
+class DjangoSession(SessionABC):
+    """An SDK session stored through the Django ORM, with branches and usage analytics."""
+
+    session_settings: SessionSettings | None = None
+
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        branch_id: str | None = None,
+        using: str = "default",
+        logger: logging.Logger | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
+        """Open (lazily: no query runs here) a session.
+
+        Args:
+            session_id: The conversation's id; any string.
+            branch_id: The branch to start on. Defaults to ``"main"``, like the SDK.
+                It is not validated here: an unknown branch behaves like the SDK's ghost
+                branch (reads are empty; the next ``add_items`` creates it).
+            using: The Django database alias to read and write.
+            logger: Where to log. Defaults to this module's logger.
+            session_settings: Default ``limit`` for ``get_items``; a dict is coerced.
+        """
+        if using not in connections:
+            raise ValueError(f"Unknown database alias {using!r}")
+        self.session_id = session_id
+        self.session_settings = (
+            coerce_session_settings(session_settings)
+            if session_settings is not None
+            else SessionSettings()
+        )
+        self.using = using
+        self._logger = logger if logger is not None else logging.getLogger(__name__)
+        self._closed = False
+        # (current branch, clear generation last seen). The generation is read on the first
+        # operation (None until then), since a constructor may run inside an event loop.
+        self._branch_state: tuple[str, int | None] = (branch_id or MAIN_BRANCH, None)
+        self._turn_operation_tail: Future[None] | None = None
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return (
+            f"DjangoSession(session_id={self.session_id!r}, "
+            f"branch_id={self._current_branch_id!r}, using={self.using!r})"
+        )
+
+    @property
+    def current_branch_id(self) -> str:
+        """The branch this instance reads and writes by default."""
+        return self._branch_state[0]
+
+    _current_branch_id = current_branch_id
+
+    def close(self) -> None:
+        """Mark the session closed: every later operation raises ``RuntimeError``."""
+        self._closed = True
+
+    # ---- Session protocol implementation -------------------------------------------------
+
+    async def get_items(
+        self, limit: int | None = None, branch_id: str | None = None
+    ) -> list[TResponseInputItem]:
+        """Return the branch's items, oldest first.
+
+        Args:
+            limit: The newest N items (still oldest first). ``None`` uses
+                ``session_settings.limit``; 0 returns ``[]``; a negative limit returns all.
+            branch_id: The branch to read; the current branch if ``None``. Unknown -> ``[]``.
+
+        Returns:
+            The decoded items; rows whose JSON does not decode are skipped.
+        """
+        session_limit = resolve_session_limit(limit, self.session_settings)
+        return await sync_to_async(self._get_items_sync)(session_limit, branch_id)
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        """Append items to the current branch, in one transaction.
+
+        Args:
+            items: Responses-API input items. A user message opens a new turn.
+
+        Raises:
+            TypeError: An item is not JSON-serialisable (nothing is written).
+            RuntimeError: The session is closed.
+        """
+        self._check_not_closed()
+        if not items:
+            return
+        # Serialise before any database work: a bad item fails the call and writes nothing.
+        payloads = [RawJSON(json.dumps(item)) for item in items]
+        labels = [classify.label(item) for item in items]
+        branch_id, generation = self._branch_state
+        try:
+            await _await_mutation(
+                self._run_ordered(self._add_items_sync, payloads, labels, branch_id, generation)
+            )
+        except Exception:
+            self._logger.exception("Failed to add session items to %r", self.session_id)
+            raise
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        """Remove and return the newest item of the current branch (``None`` if empty).
+
+        The message row is deleted only when no other branch shares it; a turn left empty
+        on this branch loses its usage row.
+        """
+        branch_id, generation = self._branch_state
+        return await _await_mutation(self._run_ordered(self._pop_item_sync, branch_id, generation))
+
+    async def clear_session(self) -> None:
+        """Delete every item, branch and usage row of the session; back to ``main``.
+
+        Branch ids used so far stay reserved, and other instances of this session (in any
+        process) return to ``main`` on their next operation.
+        """
+        await _await_mutation(sync_to_async(self._clear_session_sync)())
+
+    # ---- Usage ----------------------------------------------------------------------------
+
+    async def store_run_usage(self, result: RunResult) -> None:
+        """Store a run's token usage on the current turn of the current branch.
+
+        Replaces any usage stored for that turn (no summing). Never raises for ordinary
+        errors: they are logged, as in the SDK.
+
+        Args:
+            result: The ``RunResult`` (or streamed result) of ``Runner.run``.
+        """
+        try:
+            usage = result.context_wrapper.usage
+            if usage is None:
+                return
+            branch_id, generation = self._branch_state
+            capture = self._run_ordered(self._capture_current_turn_sync, branch_id, generation)
+
+            async def _store() -> None:
+                turn, captured_branch, anchor = await capture
+                if anchor is None:
+                    self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
+                    return
+                await sync_to_async(self._store_usage_sync)(turn, usage, captured_branch, anchor)
+
+            await _await_mutation(_store())
+        except Exception:
+            self._logger.exception("Failed to store session usage for %r", self.session_id)
+
+    async def get_session_usage(self, branch_id: str | None = None) -> dict[str, int] | None:
+        """Usage summed over one branch, or over all branches when ``branch_id`` is falsy.
+
+        Returns:
+            ``requests``, ``input_tokens``, ``output_tokens``, ``total_tokens`` and
+            ``total_turns`` (usage rows counted), or ``None`` if there is no usage.
+        """
+        return await sync_to_async(self._get_session_usage_sync)(branch_id)
+
+    async def get_turn_usage(
+        self, user_turn_number: int | None = None, branch_id: str | None = None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        """Usage of one turn (a dict, ``{}`` if none) or of every turn (a list) of a branch.
+
+        Args:
+            user_turn_number: The turn; ``None`` lists all turns with ``user_turn_number``.
+            branch_id: The branch; the current branch if ``None``.
+        """
+        return await sync_to_async(self._get_turn_usage_sync)(user_turn_number, branch_id)
+
+    # ---- Branching ------------------------------------------------------------------------
+
+    async def create_branch_from_turn(
+        self, turn_number: int, branch_name: str | None = None
+    ) -> str:
+        """Copy the current branch's turns before ``turn_number`` to a new branch; switch to it.
+
+        Args:
+            turn_number: The branch turn of the user message to branch from (excluded).
+            branch_name: The new branch's id; generated if ``None``. Ids are reserved forever.
+
+        Returns:
+            The new branch's id.
+
+        Raises:
+            ValueError: Blank name, a name already used in this session, or no user message
+                at that turn on the current branch.
+        """
+        if branch_name is not None and not branch_name.strip():
+            raise ValueError("Branch name cannot be empty")
+        new_branch, source, content = await _await_mutation(
+            sync_to_async(self._create_branch_sync)(turn_number, branch_name)
+        )
+        self._logger.debug(
+            "Created branch %r from turn %s (%r) of %r", new_branch, turn_number, content, source
+        )
+        return new_branch
+
+    async def create_branch_from_content(
+        self, search_term: str, branch_name: str | None = None
+    ) -> str:
+        """Branch from the first user turn of the current branch that contains ``search_term``.
+
+        Raises:
+            ValueError: No user turn matches (checked first), or as ``create_branch_from_turn``.
+        """
+        matching_turns = await self.find_turns_by_content(search_term)
+        if not matching_turns:
+            raise ValueError(f"No user turns found containing '{search_term}'")
+        return await self.create_branch_from_turn(matching_turns[0]["turn"], branch_name)
+
+    async def switch_to_branch(self, branch_id: str) -> None:
+        """Make ``branch_id`` current.
+
+        Raises:
+            ValueError: The branch has no rows in this session.
+        """
+        old_branch = self._current_branch_id
+        await _await_mutation(sync_to_async(self._switch_branch_sync)(branch_id))
+        self._logger.info("Switched from branch %r to %r", old_branch, branch_id)
+
+    async def delete_branch(self, branch_id: str, force: bool = False) -> None:
+        """Delete a branch's rows and usage; its id stays reserved.
+
+        Args:
+            branch_id: The branch to delete (never ``"main"``).
+            force: Allow deleting the current branch (switches to ``"main"`` first).
+
+        Raises:
+            ValueError: Blank id, ``"main"``, the current branch without ``force``, or a
+                branch with no rows.
+        """
+        if not branch_id or not branch_id.strip():
+            raise ValueError("Branch ID cannot be empty")
+        if branch_id == MAIN_BRANCH:
+            raise ValueError("Cannot delete the 'main' branch")
+        if branch_id == self._current_branch_id:
+            if not force:
+                raise ValueError(
+                    f"Cannot delete current branch '{branch_id}'. "
+                    "Use force=True or switch branches first"
+                )
+            if not any(b["branch_id"] == branch_id for b in await self.list_branches()):
+                raise ValueError(f"Branch '{branch_id}' does not exist")
+            await self.switch_to_branch(MAIN_BRANCH)
+        structure_deleted, usage_deleted, messages_deleted = await _await_mutation(
+            self._run_ordered(self._delete_branch_sync, branch_id)
+        )
+        self._logger.info(
+            "Deleted branch %r: %s message entries, %s usage entries, %s orphaned messages",
+            branch_id,
+            structure_deleted,
+            usage_deleted,
+            messages_deleted,
+        )
+
+    async def list_branches(self) -> list[dict[str, Any]]:
+        """Every branch with rows: ``branch_id``, ``message_count``, ``user_turns``,
+        ``is_current`` and ``created_at`` (its first row's), oldest first."""
+        return await sync_to_async(self._list_branches_sync)()
+
+    # ---- Browsing -------------------------------------------------------------------------
+
+    async def get_conversation_turns(self, branch_id: str | None = None) -> list[dict[str, Any]]:
+        """One dict per user turn: ``turn``, ``content`` (100-character preview),
+        ``full_content``, ``timestamp`` and ``can_branch``."""
+        return await sync_to_async(self._user_turns_sync)(branch_id, None, 100)
+
+    async def find_turns_by_content(
+        self, search_term: str, branch_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """User turns whose text contains ``search_term`` (ASCII case-insensitive), shaped
+        like ``get_conversation_turns`` but with an untruncated ``content``."""
+        return await sync_to_async(self._user_turns_sync)(branch_id, search_term, None)
+
+    async def get_conversation_by_turns(
+        self, branch_id: str | None = None
+    ) -> dict[int, list[dict[str, str | None]]]:
+        """Turn number -> ``[{"type": ..., "tool_name": ...}, ...]`` in sequence order."""
+        return await sync_to_async(self._conversation_by_turns_sync)(branch_id)
+
+    async def get_tool_usage(self, branch_id: str | None = None) -> list[tuple[str, int, int]]:
+        """``(tool_name, calls, turn)`` per tool and turn, ordered by turn."""
+        return await sync_to_async(self._tool_usage_sync)(branch_id)
+
+    # ---- Ordering and branch-state bookkeeping -------------------------------------------
+
+    def _run_ordered(self, worker: Callable[..., _T], *args: Any) -> Coroutine[Any, Any, _T]:
+        """Queue ``worker`` behind this instance's earlier history mutations.
+
+        The slot is taken now, before the caller's first ``await``, so calls land in the
+        order they were made (as the SDK's ``_run_ordered_turn_operation``).
+        """
+        completion: Future[None] = Future()
+        predecessor, self._turn_operation_tail = self._turn_operation_tail, completion
+
+        async def _run() -> _T:
+            try:
+                if predecessor is not None:
+                    await asyncio.wrap_future(predecessor)
+                return await sync_to_async(worker)(*args)
+            finally:
+                completion.set_result(None)
+                if self._turn_operation_tail is completion:
+                    self._turn_operation_tail = None
+
+        return _run()
+
+    @property
+    def _sql(self) -> SessionSQL:
+        return statements(self.using)
+
+    def _cursor(self) -> Any:
+        """The cursor of the operation running on this thread (see :func:`_db_operation`)."""
+        cursor = getattr(self._local, "cursor", None)
+        return cursor if cursor is not None else connections[self.using].cursor()
+
+    def _execute(self, sql: str, params: list[Any] | tuple[Any, ...]) -> Any:
+        """Run one statement on this session's database; return the rows or the rowcount."""
+        cursor = self._cursor()
+        cursor.execute(sql, params)
+        return cursor.fetchall() if cursor.description else cursor.rowcount
+
+    def _check_not_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError(CLOSED_MESSAGE)
+
+    def _observe_generation(self, durable: int) -> None:
+        """Adopt the durable clear generation; a newer one than we saw means "back to main"."""
+        branch, seen = self._branch_state
+        if seen is None:
+            self._branch_state = (branch, durable)
+        elif seen != durable:
+            self._branch_state = (MAIN_BRANCH, durable)
+
+    def _durable_generation(self) -> int:
+        rows = self._execute(self._sql.read_generation, [self.session_id])
+        return rows[0][0] if rows else 0
+
+    def _resolve_read_branch(self, branch_id: str | None) -> str:
+        """An explicit branch as given; the implicit one after noticing external clears."""
+        self._check_not_closed()
+        if branch_id is not None:
+            return branch_id
+        self._observe_generation(self._durable_generation())
+        return self._current_branch_id
+
+    def _lock_session(self, *, bump: bool = False) -> int:
+        """Serialise this session's writers; return the (possibly bumped) clear generation.
+
+        One upsert of the ``session_clear_generations`` row: on PostgreSQL its row lock makes
+        concurrent writers of this session (any process) wait until we commit; on SQLite the
+        IMMEDIATE transaction already holds the file's write lock. Must run inside atomic().
+        """
+        sql = self._sql.bump_generation if bump else self._sql.lock_generation
+        return self._execute(sql, [self.session_id])[0][0]
+
+    def _write_target(self, branch_id: str, generation: int | None) -> str:
+        """Lock the session and return the branch a queued mutation must act on.
+
+        A mutation keeps the branch it was called on (a later switch does not redirect it),
+        unless a clear committed since: then it follows the reset to ``main``.
+        """
+        self._observe_generation(self._lock_session())
+        if generation is not None and self._branch_state[1] != generation:
+            return self._current_branch_id
+        return branch_id
+
+    def _structure(self) -> Any:
+        return MessageStructure.objects.using(self.using).filter(session_id=self.session_id)
+
+    def _reserve(self, branch_ids: list[str]) -> None:
+        if branch_ids:
+            self._cursor().executemany(
+                self._sql.reserve_branch, [(self.session_id, b) for b in branch_ids]
+            )
+
+    def _delete_unreferenced_messages(self, message_ids: list[int]) -> int:
+        """Delete those of ``message_ids`` that no structure row references any more."""
+        deleted = 0
+        messages = AgentMessage.objects.using(self.using).filter(session_id=self.session_id)
+        referenced = MessageStructure.objects.using(self.using).filter(message_id=OuterRef("id"))
+        for start in range(0, len(message_ids), _DELETE_CHUNK):
+            chunk = message_ids[start : start + _DELETE_CHUNK]
+            deleted += messages.filter(id__in=chunk).exclude(Exists(referenced)).delete()[0]
+        return deleted
+
+    # ---- Sync workers (each runs in one sync_to_async hop) --------------------------------
+
+    @_db_operation
+    def _get_items_sync(self, limit: int | None, branch_id: str | None) -> list[Any]:
+        branch = self._resolve_read_branch(branch_id)
+        key = [self.session_id, branch]
+        if limit is None or limit < 0:
+            return _decode_rows(self._execute(self._sql.items_all, key))
+        if limit == 0:
+            return []
+        window = limit
+        while True:
+            rows = self._execute(self._sql.items_newest, [*key, window])
+            items = _decode_rows(rows[::-1])
+            if len(items) >= limit:
+                return items[-limit:]
+            if len(rows) < window:
+                return items
+            window *= 2
+
+    @_db_operation
+    def _add_items_sync(
+        self,
+        payloads: list[RawJSON],
+        labels: list[classify.ItemLabel],
+        branch_id: str,
+        generation: int | None,
+    ) -> None:
+        self._check_not_closed()
+        sql, sid = self._sql, self.session_id
+        try:
+            with transaction.atomic(using=self.using):
+                target = self._write_target(branch_id, generation)
+                self._execute(sql.touch_session, [sid])
+                values = ", ".join([sql.insert_message_row] * len(payloads))
+                params: list[Any] = []
+                for payload in payloads:
+                    params += (sid, payload)
+                inserted = self._execute(
+                    sql.insert_messages_head + values + sql.insert_messages_tail, params
+                )
+                # Ids rise in VALUES order; RETURNING's own row order is not guaranteed.
+                message_ids = sorted(row[0] for row in inserted)
+                ((seq, turn, branch_turn),) = self._execute(
+                    sql.next_numbers, [sid, sid, target, sid, target, sid, target]
+                )
+                if turn is None:
+                    # First rows on this branch: reserve its id, as the SDK's backfill would.
+                    self._reserve([target])
+                seq, turn, branch_turn = seq or 0, turn or 0, branch_turn or 0
+                rows = []
+                opened = 0
+                for offset, (message_id, lab) in enumerate(
+                    zip(message_ids, labels, strict=True), 1
+                ):
+                    opened += lab.is_user
+                    rows.append(
+                        (
+                            sid,
+                            message_id,
+                            target,
+                            lab.message_type,
+                            seq + offset,
+                            turn + opened,
+                            branch_turn + opened,
+                            lab.tool_name,
+                        )
+                    )
+                self._cursor().executemany(sql.insert_structure, rows)
+        except DataError as exc:
+            if connections[self.using].vendor == "postgresql" and "\\u0000" in "".join(payloads):
+                raise ValueError(
+                    "PostgreSQL's jsonb cannot store the NUL character (\\u0000) in an item"
+                ) from exc
+            raise
+
+    @_db_operation
+    def _pop_item_sync(self, branch_id: str, generation: int | None) -> Any:
+        self._check_not_closed()
+        with transaction.atomic(using=self.using):
+            target = self._write_target(branch_id, generation)
+            # Keep the id reserved even if this pop empties the branch.
+            self._reserve([target])
+            branch_rows = self._structure().filter(branch_id=target)
+            while True:
+                row = (
+                    branch_rows.order_by("-sequence_number")
+                    .values_list("id", "message_id", "user_turn_number")
+                    .first()
+                )
+                if row is None:
+                    return None
+                row_id, message_id, turn = row
+                stored = list(
+                    AgentMessage.objects.using(self.using)
+                    .filter(id=message_id)
+                    .values_list("message_data", flat=True)
+                )
+                MessageStructure.objects.using(self.using).filter(id=row_id).delete()
+                self._delete_unreferenced_messages([message_id])
+                if turn is not None and not branch_rows.filter(user_turn_number=turn).exists():
+                    TurnUsage.objects.using(self.using).filter(
+                        session_id=self.session_id, branch_id=target, user_turn_number=turn
+                    ).delete()
+                if not stored:
+                    continue  # a structure row without its message: drop it, keep looking
+                ok, item = _decoded(stored[0])
+                if ok:
+                    return item
+
+    @_db_operation
+    def _clear_session_sync(self) -> None:
+        self._check_not_closed()
+        db = self.using
+        with transaction.atomic(using=db):
+            generation = self._lock_session(bump=True)
+            # Branch ids stay reserved after the clear: record those only rows knew about.
+            self._reserve(list(self._structure().values_list("branch_id", flat=True).distinct()))
+            for model in (TurnUsage, MessageStructure, AgentMessage, AgentSession):
+                model.objects.using(db).filter(session_id=self.session_id).delete()
+        self._branch_state = (MAIN_BRANCH, generation)
+
+    @_db_operation
+    def _capture_current_turn_sync(
+        self, branch_id: str, generation: int | None
+    ) -> tuple[int, str, int | None]:
+        """(current turn, branch, id of the turn's first row) at this point of the order."""
+        self._check_not_closed()
+        self._observe_generation(self._durable_generation())
+        if generation is not None and self._branch_state[1] != generation:
+            return 0, branch_id, None  # a clear invalidated the history this usage belongs to
+        sid = self.session_id
+        rows = self._execute(self._sql.current_turn_anchor, [sid, branch_id, sid, branch_id])
+        if not rows:
+            return 0, branch_id, None
+        turn, anchor = rows[0]
+        return turn, branch_id, anchor
+
+    @_db_operation
+    def _store_usage_sync(self, turn: int, usage: Usage, branch_id: str, anchor: int) -> None:
+        self._check_not_closed()
+        sql, sid = self._sql, self.session_id
+        with transaction.atomic(using=self.using):
+            self._lock_session()
+            if not self._execute(sql.anchor_exists, [anchor, sid, branch_id, turn]):
+                return  # the turn was popped, deleted or cleared meanwhile
+            # INSERT OR REPLACE semantics: the old row goes, a new one (new id) comes.
+            self._execute(sql.delete_turn_usage, [sid, branch_id, turn])
+            self._execute(
+                sql.insert_turn_usage,
+                [
+                    sid,
+                    branch_id,
+                    turn,
+                    usage.requests or 0,
+                    usage.input_tokens or 0,
+                    usage.output_tokens or 0,
+                    usage.total_tokens or 0,
+                    self._details_json(usage, "input_tokens_details"),
+                    self._details_json(usage, "output_tokens_details"),
+                ],
+            )
+
+    def _details_json(self, usage: Usage, attribute: str) -> RawJSON | None:
+        details = getattr(usage, attribute, None)
+        if not details:
+            return None
+        try:
+            return RawJSON(json.dumps(details.__dict__))
+        except (TypeError, ValueError, AttributeError):
+            self._logger.warning("Failed to serialize %s", attribute, exc_info=True)
+            return None
+
+    @_db_operation
+    def _create_branch_sync(
+        self, turn_number: int, branch_name: str | None
+    ) -> tuple[str, str, Any]:
+        self._check_not_closed()
+        db = self.using
+        with transaction.atomic(using=db):
+            self._observe_generation(self._lock_session())
+            source, generation = self._branch_state
+            user_row = (
+                self._structure()
+                .filter(branch_id=source, branch_turn_number=turn_number, message_type="user")
+                .values_list("message__message_data", flat=True)[:1]
+            )
+            found = list(user_row)
+            if not found:
+                raise ValueError(
+                    f"Turn {turn_number} does not contain a user message in branch '{source}'"
+                )
+            content = found[0].get("content", "") if isinstance(found[0], dict) else ""
+            # Backfill ids of branches written without a reservation, then reserve ours.
+            self._reserve(list(self._structure().values_list("branch_id", flat=True).distinct()))
+            new_branch = self._reserve_new_branch_id(branch_name, turn_number)
+            self._copy_prefix(source, new_branch, turn_number)
+        self._branch_state = (new_branch, generation)
+        return new_branch, source, content
+
+    def _reserve_new_branch_id(self, branch_name: str | None, turn_number: int) -> str:
+        reservations = BranchReservation.objects.using(self.using).filter(
+            session_id=self.session_id
+        )
+        if branch_name is not None:
+            if reservations.filter(branch_id=branch_name).exists():
+                raise ValueError(
+                    f"Branch ID '{branch_name}' has already been used. Choose a new branch ID."
+                )
+            self._reserve([branch_name])
+            return branch_name
+        base = f"branch_from_turn_{turn_number}_{int(time.time())}"
+        taken = set(
+            reservations.filter(branch_id__startswith=base).values_list("branch_id", flat=True)
+        )
+        candidate, suffix = base, 1
+        while candidate in taken:
+            suffix += 1
+            candidate = f"{base}_{suffix}"
+        self._reserve([candidate])
+        return candidate
+
+    def _copy_prefix(self, source: str, new_branch: str, turn_number: int) -> int:
+        """Copy the source rows of turns before ``turn_number`` to ``new_branch``.
+
+        One ``INSERT ... SELECT``: the copy can be thousands of rows, and building model
+        instances for them would cost more than the rest of the operation.
+        """
+        sid = self.session_id
+        ((seq,),) = self._execute(self._sql.max_sequence, [sid])
+        return self._execute(
+            self._sql.copy_prefix, [new_branch, seq or 0, sid, source, turn_number]
+        )
+
+    @_db_operation
+    def _switch_branch_sync(self, branch_id: str) -> None:
+        self._check_not_closed()
+        if not self._structure().filter(branch_id=branch_id).exists():
+            raise ValueError(f"Branch '{branch_id}' does not exist")
+        self._branch_state = (branch_id, self._durable_generation())
+
+    @_db_operation
+    def _delete_branch_sync(self, branch_id: str) -> tuple[int, int, int]:
+        self._check_not_closed()
+        db = self.using
+        with transaction.atomic(using=db):
+            self._observe_generation(self._lock_session())
+            self._reserve([branch_id])
+            branch_rows = self._structure().filter(branch_id=branch_id)
+            message_ids = list(branch_rows.values_list("message_id", flat=True))
+            if not message_ids:
+                raise ValueError(f"Branch '{branch_id}' does not exist")
+            usage_deleted = (
+                TurnUsage.objects.using(db)
+                .filter(session_id=self.session_id, branch_id=branch_id)
+                .delete()[0]
+            )
+            structure_deleted = branch_rows.delete()[0]
+            messages_deleted = self._delete_unreferenced_messages(message_ids)
+        return structure_deleted, usage_deleted, messages_deleted
+
+    @_db_operation
+    def _list_branches_sync(self) -> list[dict[str, Any]]:
+        current = self._resolve_read_branch(None)
+        return [
+            {
+                "branch_id": branch,
+                "message_count": message_count,
+                "user_turns": user_turns,
+                "is_current": branch == current,
+                "created_at": _sdk_timestamp(created_at),
+            }
+            for branch, message_count, user_turns, created_at in self._execute(
+                self._sql.branch_summaries, [self.session_id]
+            )
+        ]
+
+    @_db_operation
+    def _user_turns_sync(
+        self, branch_id: str | None, search_term: str | None, preview_length: int | None
+    ) -> list[dict[str, Any]]:
+        branch = self._resolve_read_branch(branch_id)
+        rows = self._execute(self._sql.user_turns, [self.session_id, branch])
+        needle = _ascii_folded(search_term) if search_term is not None else None
+        turns = []
+        for turn, data, created_at in rows:
+            try:
+                content = _loads(data).get("content", "")
+            except (json.JSONDecodeError, TypeError, AttributeError, RecursionError):
+                continue
+            if needle is not None and not _contains_text(content, needle):
+                continue
+            turns.append(
+                {
+                    "turn": turn,
+                    "content": classify.content_preview(content, preview_length),
+                    "full_content": content,
+                    "timestamp": _sdk_timestamp(created_at),
+                    "can_branch": True,
+                }
+            )
+        return turns
+
+    @_db_operation
+    def _conversation_by_turns_sync(
+        self, branch_id: str | None
+    ) -> dict[int, list[dict[str, str | None]]]:
+        branch = self._resolve_read_branch(branch_id)
+        turns: dict[int, list[dict[str, str | None]]] = {}
+        rows = (
+            self._structure()
+            .filter(branch_id=branch)
+            .order_by("sequence_number")
+            .values_list("user_turn_number", "message_type", "tool_name")
+        )
+        for turn, message_type, tool_name in rows:
+            turns.setdefault(turn, []).append({"type": message_type, "tool_name": tool_name})
+        return turns
+
+    @_db_operation
+    def _tool_usage_sync(self, branch_id: str | None) -> list[tuple[str, int, int]]:
+        branch = self._resolve_read_branch(branch_id)
+        rows = (
+            self._structure()
+            .filter(
+                branch_id=branch,
+                message_type__in=(*classify.TOOL_CALL_TYPES, "tool_search_output"),
+            )
+            .values_list("message_type", "tool_name", "user_turn_number")
+        )
+        counts: dict[tuple[str | None, int | None], int] = {}
+        outputs: list[tuple[str | None, int | None]] = []
+        searched: set[tuple[str | None, int | None]] = set()
+        for message_type, tool_name, turn in rows:
+            if message_type == "tool_search_output":
+                outputs.append((tool_name, turn))
+                continue
+            if message_type == "tool_search_call":
+                searched.add((tool_name, turn))
+            if tool_name is None and message_type in classify.TYPE_NAMED_CALL_TYPES:
+                tool_name = message_type
+            counts[(tool_name, turn)] = counts.get((tool_name, turn), 0) + 1
+        for key in outputs:
+            # An output counts only in a turn without the matching call (SQL: NULL = NULL
+            # is not true, so an unnamed output never finds its call).
+            if key[0] is None or key not in searched:
+                counts[key] = counts.get(key, 0) + 1
+
+        def order(entry: tuple[tuple[str | None, int | None], int]) -> tuple:
+            (tool, turn), _ = entry
+            return (turn is not None, turn or 0, tool is not None, tool or "")
+
+        return [(tool, n, turn) for (tool, turn), n in sorted(counts.items(), key=order)]  # type: ignore[misc]
+
+    @_db_operation
+    def _get_session_usage_sync(self, branch_id: str | None) -> dict[str, int] | None:
+        self._check_not_closed()
+        rows = TurnUsage.objects.using(self.using).for_session(self.session_id)
+        if branch_id:
+            rows = rows.on_branch(branch_id)
+        totals = rows.totals()
+        if totals["requests"] is None:
+            return None
+        return {key: value or 0 for key, value in totals.items()}
+
+    @_db_operation
+    def _get_turn_usage_sync(
+        self, user_turn_number: int | None, branch_id: str | None
+    ) -> list[dict[str, Any]] | dict[str, Any]:
+        branch = self._resolve_read_branch(branch_id)
+        sid = self.session_id
+        if user_turn_number is not None:
+            rows = self._execute(self._sql.turn_usage_one, [sid, branch, user_turn_number])
+            if not rows:
+                return {}
+            return _usage_dict(rows[0])
+        return [
+            {"user_turn_number": row[0], **_usage_dict(row[1:])}
+            for row in self._execute(self._sql.turn_usage_all, [sid, branch])
+        ]
+
+
+def _usage_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    requests, input_tokens, output_tokens, total_tokens, input_details, output_details = row
+    return {
+        "requests": requests,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": total_tokens,
+        "input_tokens_details": _loads_or_none(input_details),
+        "output_tokens_details": _loads_or_none(output_details),
+    }
+
+
+def _contains_text(content: Any, needle: bytes) -> bool:
+    """The SDK's match: ``needle`` in the text (ASCII case-insensitive), part by part."""
+    if isinstance(content, str):
+        texts = [content]
+    else:
+        try:
+            texts = [part.get("text", "") for part in content]
+        except (AttributeError, TypeError):
+            return False
+    for text in texts:
+        if isinstance(text, str) and needle in _ascii_folded(text):
+            return True
+    return False
+
+
+def _ascii_folded(text: str) -> bytes:
+    """UTF-8 bytes with ASCII letters lower-cased only (SQLite LIKE's case folding)."""
+    return text.encode("utf-8", "surrogatepass").lower()

@@ -1,0 +1,177 @@
+"""The SQL of ``DjangoSession``'s hot paths, written once per database vendor.
+
+Why not QuerySets here: building and compiling a QuerySet costs ~0.1-0.2 ms, and an append
+needs six statements, so the ORM alone would make every append 2-3x slower than the SDK's
+sqlite3 code (measured; see ``bench/session_bench.py``). The statements below run through
+Django's own connection (its transactions, its database aliases, its query logging), use
+the models' table names, and stay in this one module. Rare operations (clear, delete,
+switch) keep using the ORM in ``session.py``.
+
+Every statement filters ``message_structure`` on ``(session_id, branch_id)`` and orders by
+``sequence_number``, so it walks the SDK's ``idx_structure_branch_seq`` /
+``idx_structure_turn`` indexes and costs the same whatever else the database holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from django.db import connections
+
+from .models import (
+    AgentMessage,
+    AgentSession,
+    BranchReservation,
+    MessageStructure,
+    SessionClearGeneration,
+    TurnUsage,
+)
+
+
+@dataclass(frozen=True)
+class SessionSQL:
+    """Statements for one database vendor (``%s`` placeholders, Django style)."""
+
+    lock_generation: str
+    bump_generation: str
+    read_generation: str
+    touch_session: str
+    insert_messages_head: str
+    insert_message_row: str
+    insert_messages_tail: str
+    next_numbers: str
+    insert_structure: str
+    reserve_branch: str
+    items_all: str
+    items_newest: str
+    current_turn_anchor: str
+    anchor_exists: str
+    delete_turn_usage: str
+    insert_turn_usage: str
+    turn_usage_all: str
+    turn_usage_one: str
+    branch_summaries: str
+    user_turns: str
+    copy_prefix: str
+    max_sequence: str
+
+
+@cache
+def _build(vendor: str) -> SessionSQL:
+    ms = MessageStructure._meta.db_table
+    am = AgentMessage._meta.db_table
+    ags = AgentSession._meta.db_table
+    tu = TurnUsage._meta.db_table
+    br = BranchReservation._meta.db_table
+    scg = SessionClearGeneration._meta.db_table
+    # A str parameter lands in a jsonb column on PostgreSQL through an explicit cast.
+    json_param = "CAST(%s AS jsonb)" if vendor == "postgresql" else "%s"
+    # created_at as the SDK's UTC text, without Django's per-row datetime parsing on SQLite.
+    if vendor == "postgresql":
+
+        def ts(column: str) -> str:
+            return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')"
+    else:
+
+        def ts(column: str) -> str:
+            return f"CAST({column} AS TEXT)"
+
+    upsert_generation = (
+        f"INSERT INTO {scg} (session_id, generation) VALUES (%s, {{start}}) "
+        f"ON CONFLICT (session_id) DO UPDATE SET generation = {scg}.generation {{step}} "
+        "RETURNING generation"
+    )
+    return SessionSQL(
+        lock_generation=upsert_generation.format(start=0, step=""),
+        bump_generation=upsert_generation.format(start=1, step="+ 1"),
+        read_generation=f"SELECT generation FROM {scg} WHERE session_id = %s",
+        touch_session=(
+            f"INSERT INTO {ags} (session_id) VALUES (%s) "
+            "ON CONFLICT (session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP"
+        ),
+        insert_messages_head=f"INSERT INTO {am} (session_id, message_data) VALUES ",
+        insert_message_row=f"(%s, {json_param})",
+        insert_messages_tail=" RETURNING id",
+        next_numbers=(
+            f"SELECT (SELECT MAX(sequence_number) FROM {ms} WHERE session_id = %s), "
+            f"(SELECT MAX(user_turn_number) FROM {ms} WHERE session_id = %s AND branch_id = %s), "
+            f"(SELECT MAX(branch_turn_number) FROM {ms} "
+            "WHERE session_id = %s AND branch_id = %s AND user_turn_number >= ("
+            f"SELECT MAX(user_turn_number) FROM {ms} WHERE session_id = %s AND branch_id = %s))"
+        ),
+        insert_structure=(
+            f"INSERT INTO {ms} (session_id, message_id, branch_id, message_type, "
+            "sequence_number, user_turn_number, branch_turn_number, tool_name) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        ),
+        reserve_branch=(
+            f"INSERT INTO {br} (session_id, branch_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+        ),
+        items_all=(
+            f"SELECT m.message_data FROM {ms} s JOIN {am} m ON m.id = s.message_id "
+            "WHERE s.session_id = %s AND s.branch_id = %s ORDER BY s.sequence_number"
+        ),
+        items_newest=(
+            f"SELECT m.message_data FROM {ms} s JOIN {am} m ON m.id = s.message_id "
+            "WHERE s.session_id = %s AND s.branch_id = %s "
+            "ORDER BY s.sequence_number DESC LIMIT %s"
+        ),
+        current_turn_anchor=(
+            f"SELECT user_turn_number, id FROM {ms} "
+            "WHERE session_id = %s AND branch_id = %s AND user_turn_number = ("
+            f"SELECT COALESCE(MAX(user_turn_number), 0) FROM {ms} "
+            "WHERE session_id = %s AND branch_id = %s) "
+            "ORDER BY id LIMIT 1"
+        ),
+        anchor_exists=(
+            f"SELECT 1 FROM {ms} WHERE id = %s AND session_id = %s AND branch_id = %s "
+            "AND user_turn_number = %s"
+        ),
+        delete_turn_usage=(
+            f"DELETE FROM {tu} WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
+        ),
+        insert_turn_usage=(
+            f"INSERT INTO {tu} (session_id, branch_id, user_turn_number, requests, "
+            "input_tokens, output_tokens, total_tokens, input_tokens_details, "
+            f"output_tokens_details) VALUES (%s, %s, %s, %s, %s, %s, %s, {json_param}, "
+            f"{json_param})"
+        ),
+        turn_usage_all=(
+            "SELECT user_turn_number, requests, input_tokens, output_tokens, total_tokens, "
+            f"input_tokens_details, output_tokens_details FROM {tu} "
+            "WHERE session_id = %s AND branch_id = %s ORDER BY user_turn_number"
+        ),
+        turn_usage_one=(
+            "SELECT requests, input_tokens, output_tokens, total_tokens, "
+            f"input_tokens_details, output_tokens_details FROM {tu} "
+            "WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
+        ),
+        branch_summaries=(
+            "SELECT branch_id, COUNT(*), "
+            "COUNT(CASE WHEN message_type = 'user' THEN 1 END), "
+            f"{ts('MIN(created_at)')} AS first_at "
+            f"FROM {ms} WHERE session_id = %s GROUP BY branch_id ORDER BY first_at, branch_id"
+        ),
+        user_turns=(
+            f"SELECT s.branch_turn_number, m.message_data, {ts('s.created_at')} FROM {ms} s "
+            f"JOIN {am} m ON m.id = s.message_id "
+            "WHERE s.session_id = %s AND s.branch_id = %s AND s.message_type = 'user' "
+            "ORDER BY s.branch_turn_number"
+        ),
+        copy_prefix=(
+            f"INSERT INTO {ms} (session_id, message_id, branch_id, message_type, "
+            "sequence_number, user_turn_number, branch_turn_number, tool_name) "
+            "SELECT session_id, message_id, %s, message_type, "
+            "%s + ROW_NUMBER() OVER (ORDER BY sequence_number), "
+            "user_turn_number, branch_turn_number, tool_name "
+            f"FROM {ms} WHERE session_id = %s AND branch_id = %s "
+            "AND branch_turn_number < %s ORDER BY sequence_number"
+        ),
+        max_sequence=f"SELECT MAX(sequence_number) FROM {ms} WHERE session_id = %s",
+    )
+
+
+def statements(using: str) -> SessionSQL:
+    """The statements for the database behind alias ``using``."""
+    return _build(connections[using].vendor)

@@ -1,0 +1,3 @@
+"""Websocket routes (the live chat consumer lands here)."""
+
+websocket_urlpatterns: list = []
