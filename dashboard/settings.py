@@ -115,7 +115,9 @@ def _tune_database(alias: str, config: dict) -> dict:
         options.setdefault("transaction_mode", "IMMEDIATE")
         options.setdefault("timeout", 30)
         options.setdefault("init_command", "PRAGMA journal_mode=WAL")
-        config.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / f"test_{alias}.sqlite3"))
+        # Beside the database file, so runs with different DATABASE_URLs never share one.
+        name = Path(config["NAME"])
+        config.setdefault("TEST", {}).setdefault("NAME", str(name.with_name(f"test_{name.name}")))
     else:
         # An explicit test name: ChannelsLiveServerTestCase's daphne child would otherwise
         # connect to test_test_<name> (django/channels#2176).
