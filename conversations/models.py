@@ -43,6 +43,9 @@ class AgentSession(models.Model):
         db_table = "agent_sessions"
         verbose_name = "agent session"
         ordering = ["-updated_at"]
+        permissions = [
+            ("continue_conversation", "Can continue and fork conversations in the live chat"),
+        ]
 
     def __str__(self) -> str:
         return self.session_id
