@@ -168,7 +168,15 @@ def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
     @functools.wraps(worker)
     def run(self: DjangoSession, *args: Any) -> _T:
         self._check_not_closed()
-        with connections[self.using].cursor() as cursor:
+        connection = connections[self.using]
+        if connection.errors_occurred and not connection.in_atomic_block:
+            # Outside a request nothing else recycles a connection the server dropped
+            # (a long-lived consumer, a worker process): drop it here if it is unusable.
+            if connection.is_usable():
+                connection.errors_occurred = False
+            else:
+                connection.close()
+        with connection.cursor() as cursor:
             self._local.cursor = cursor
             try:
                 return worker(self, *args)
@@ -606,10 +614,8 @@ class DjangoSession(SessionABC):
                 )
                 # Ids rise in VALUES order; RETURNING's own row order is not guaranteed.
                 message_ids = sorted(row[0] for row in inserted)
-                ((seq, turn, branch_turn),) = self._execute(
-                    sql.next_numbers, [sid, sid, target, sid, target, sid, target]
-                )
-                if turn is None:
+                ((seq, turn, branch_turn),) = self._execute(sql.next_numbers, [sid, sid, target])
+                if seq is None or (turn is None and branch_turn is None):
                     # First rows on this branch: reserve its id, as the SDK's backfill would.
                     self._reserve([target])
                 seq, turn, branch_turn = seq or 0, turn or 0, branch_turn or 0
@@ -694,11 +700,10 @@ class DjangoSession(SessionABC):
         self._observe_generation(self._durable_generation())
         if generation is not None and self._branch_state[1] != generation:
             return 0, branch_id, None  # a clear invalidated the history this usage belongs to
-        sid = self.session_id
-        rows = self._execute(self._sql.current_turn_anchor, [sid, branch_id, sid, branch_id])
-        if not rows:
-            return 0, branch_id, None
-        turn, anchor = rows[0]
+        key = [self.session_id, branch_id]
+        newest = self._execute(self._sql.current_turn, key)
+        turn = (newest[0][0] if newest else None) or 0
+        ((anchor,),) = self._execute(self._sql.turn_anchor, [*key, turn])
         return turn, branch_id, anchor
 
     @_db_operation

@@ -45,7 +45,8 @@ class SessionSQL:
     reserve_branch: str
     items_all: str
     items_newest: str
-    current_turn_anchor: str
+    current_turn: str
+    turn_anchor: str
     anchor_exists: str
     delete_turn_usage: str
     insert_turn_usage: str
@@ -93,12 +94,16 @@ def _build(vendor: str) -> SessionSQL:
         insert_messages_head=f"INSERT INTO {am} (session_id, message_data) VALUES ",
         insert_message_row=f"(%s, {json_param})",
         insert_messages_tail=" RETURNING id",
+        # The branch's newest row carries its current turn numbers: they never decrease along
+        # a branch's sequence (every writer keeps that), so this reads one index entry where
+        # MAX() over the branch would scan it (and PostgreSQL, before its first ANALYZE, does).
         next_numbers=(
             f"SELECT (SELECT MAX(sequence_number) FROM {ms} WHERE session_id = %s), "
-            f"(SELECT MAX(user_turn_number) FROM {ms} WHERE session_id = %s AND branch_id = %s), "
-            f"(SELECT MAX(branch_turn_number) FROM {ms} "
-            "WHERE session_id = %s AND branch_id = %s AND user_turn_number >= ("
-            f"SELECT MAX(user_turn_number) FROM {ms} WHERE session_id = %s AND branch_id = %s))"
+            "t.user_turn_number, t.branch_turn_number "
+            "FROM (SELECT 1) AS one LEFT JOIN ("
+            f"SELECT user_turn_number, branch_turn_number FROM {ms} "
+            "WHERE session_id = %s AND branch_id = %s "
+            "ORDER BY sequence_number DESC LIMIT 1) AS t ON 1 = 1"
         ),
         insert_structure=(
             f"INSERT INTO {ms} (session_id, message_id, branch_id, message_type, "
@@ -117,12 +122,13 @@ def _build(vendor: str) -> SessionSQL:
             "WHERE s.session_id = %s AND s.branch_id = %s "
             "ORDER BY s.sequence_number DESC LIMIT %s"
         ),
-        current_turn_anchor=(
-            f"SELECT user_turn_number, id FROM {ms} "
-            "WHERE session_id = %s AND branch_id = %s AND user_turn_number = ("
-            f"SELECT COALESCE(MAX(user_turn_number), 0) FROM {ms} "
-            "WHERE session_id = %s AND branch_id = %s) "
-            "ORDER BY id LIMIT 1"
+        current_turn=(
+            f"SELECT user_turn_number FROM {ms} WHERE session_id = %s AND branch_id = %s "
+            "ORDER BY sequence_number DESC LIMIT 1"
+        ),
+        turn_anchor=(
+            f"SELECT MIN(id) FROM {ms} "
+            "WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
         ),
         anchor_exists=(
             f"SELECT 1 FROM {ms} WHERE id = %s AND session_id = %s AND branch_id = %s "

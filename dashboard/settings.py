@@ -122,6 +122,9 @@ def _tune_database(alias: str, config: dict) -> dict:
         # An explicit test name: ChannelsLiveServerTestCase's daphne child would otherwise
         # connect to test_test_<name> (django/channels#2176).
         config.setdefault("TEST", {}).setdefault("NAME", f"test_{config['NAME']}")
+        # Persistent connections: sessions used outside requests (consumers, workers) would
+        # otherwise reconnect for every operation; health checks replace broken ones.
+        config.setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
     return config
 
