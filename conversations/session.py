@@ -60,7 +60,6 @@ from agents.memory.session_settings import (
 )
 from asgiref.sync import sync_to_async
 from django.db import DataError, connections, transaction
-from django.db.models import Exists, OuterRef
 
 from . import classify
 from .fields import RawJSON, UndecodableJSON
@@ -562,13 +561,25 @@ class DjangoSession(SessionABC):
             )
 
     def _delete_unreferenced_messages(self, message_ids: list[int]) -> int:
-        """Delete those of ``message_ids`` that no structure row references any more."""
-        deleted = 0
+        """Delete those of ``message_ids`` that no structure row of the session references.
+
+        Messages are shared only between branches of one session, so the session's rows are
+        the only possible references (``message_structure`` has no index on ``message_id``:
+        the SDK's schema, kept exactly, has none).
+        """
+        if not message_ids:
+            return 0
+        rows = MessageStructure.objects.using(self.using).filter(session_id=self.session_id)
+        if len(message_ids) > 1:
+            rows = rows.filter(message_id__in=message_ids) if len(message_ids) < 100 else rows
+        else:
+            rows = rows.filter(message_id=message_ids[0])
+        still_used = set(rows.values_list("message_id", flat=True))
+        orphans = [mid for mid in dict.fromkeys(message_ids) if mid not in still_used]
         messages = AgentMessage.objects.using(self.using).filter(session_id=self.session_id)
-        referenced = MessageStructure.objects.using(self.using).filter(message_id=OuterRef("id"))
-        for start in range(0, len(message_ids), _DELETE_CHUNK):
-            chunk = message_ids[start : start + _DELETE_CHUNK]
-            deleted += messages.filter(id__in=chunk).exclude(Exists(referenced)).delete()[0]
+        deleted = 0
+        for start in range(0, len(orphans), _DELETE_CHUNK):
+            deleted += messages.filter(id__in=orphans[start : start + _DELETE_CHUNK]).delete()[0]
         return deleted
 
     # ---- Sync workers (each runs in one sync_to_async hop) --------------------------------
