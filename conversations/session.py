@@ -44,6 +44,7 @@ import asyncio
 import functools
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -275,6 +276,7 @@ class DjangoSession(SessionABC):
         self._check_not_closed()
         if not items:
             return
+        len(items)  # an unsized iterable fails here, before anything is written (as in the SDK)
         # Serialise before any database work: a bad item fails the call and writes nothing.
         payloads = [RawJSON(json.dumps(item)) for item in items]
         labels = [classify.label(item) for item in items]
@@ -456,7 +458,7 @@ class DjangoSession(SessionABC):
     ) -> list[dict[str, Any]]:
         """User turns whose text contains ``search_term`` (ASCII case-insensitive), shaped
         like ``get_conversation_turns`` but with an untruncated ``content``."""
-        return await sync_to_async(self._user_turns_sync)(branch_id, search_term, None)
+        return await sync_to_async(self._user_turns_sync)(branch_id, (search_term,), None)
 
     async def get_conversation_by_turns(
         self, branch_id: str | None = None
@@ -761,17 +763,18 @@ class DjangoSession(SessionABC):
         with transaction.atomic(using=db):
             self._observe_generation(self._lock_session())
             source, generation = self._branch_state
-            user_row = (
-                self._structure()
-                .filter(branch_id=source, branch_turn_number=turn_number, message_type="user")
-                .values_list("message__message_data", flat=True)[:1]
-            )
-            found = list(user_row)
+            sid = self.session_id
+            # The turn is compared in SQL as given (an ORM IntegerField filter would round
+            # 2.5 down to 2; the SDK finds no turn 2.5).
+            found = self._execute(self._sql.user_message_at_turn, [sid, source, turn_number])
             if not found:
                 raise ValueError(
                     f"Turn {turn_number} does not contain a user message in branch '{source}'"
                 )
-            content = found[0].get("content", "") if isinstance(found[0], dict) else ""
+            try:
+                content = _loads(found[0][0]).get("content", "")
+            except Exception:  # only for the debug log, as in the SDK
+                content = "Unable to parse content"
             # Backfill ids of branches written without a reservation, then reserve ours.
             self._reserve(list(self._structure().values_list("branch_id", flat=True).distinct()))
             new_branch = self._reserve_new_branch_id(branch_name, turn_number)
@@ -858,18 +861,23 @@ class DjangoSession(SessionABC):
 
     @_db_operation
     def _user_turns_sync(
-        self, branch_id: str | None, search_term: str | None, preview_length: int | None
+        self, branch_id: str | None, search: tuple[str] | None, preview_length: int | None
     ) -> list[dict[str, Any]]:
+        """User turns of a branch; with ``search=(term,)``, only those matching ``term``."""
         branch = self._resolve_read_branch(branch_id)
         rows = self._execute(self._sql.user_turns, [self.session_id, branch])
-        needle = _ascii_folded(search_term) if search_term is not None else None
+        matcher = _TurnMatcher(search[0], self.using) if search is not None else None
         turns = []
         for turn, data, created_at in rows:
+            if matcher is not None and not matcher.prefilter(data):
+                continue
+            # The SDK skips rows that do not decode or are not objects, and lets odd content
+            # (``None``, numbers, non-text parts) raise TypeError while searching: so do we.
             try:
                 content = _loads(data).get("content", "")
-            except (json.JSONDecodeError, TypeError, AttributeError, RecursionError):
-                continue
-            if needle is not None and not _contains_text(content, needle):
+                if matcher is not None and not matcher.matches(content):
+                    continue
+            except (json.JSONDecodeError, AttributeError):
                 continue
             turns.append(
                 {
@@ -973,19 +981,28 @@ def _usage_dict(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _contains_text(content: Any, needle: bytes) -> bool:
-    """The SDK's match: ``needle`` in the text (ASCII case-insensitive), part by part."""
-    if isinstance(content, str):
-        texts = [content]
-    else:
-        try:
-            texts = [part.get("text", "") for part in content]
-        except (AttributeError, TypeError):
-            return False
-    for text in texts:
-        if isinstance(text, str) and needle in _ascii_folded(text):
-            return True
-    return False
+class _TurnMatcher:
+    """``find_turns_by_content``'s rule, as the SDK applies it.
+
+    First its SQL filter: ``message_data LIKE '%<term as JSON-escaped text>%'`` (SQLite's LIKE
+    folds ASCII letters only), then a regex over the text of the content or of each part.
+    """
+
+    def __init__(self, search_term: str, using: str) -> None:
+        # re.escape raises the SDK's TypeError for a term that is not a string.
+        self._pattern = re.compile(re.escape(search_term), re.IGNORECASE | re.ASCII)
+        # jsonb renders non-ASCII characters as themselves, SQLite keeps json.dumps' escapes.
+        ascii_text = connections[using].vendor != "postgresql"
+        self._encoded = _ascii_folded(json.dumps(search_term, ensure_ascii=ascii_text)[1:-1])
+
+    def prefilter(self, data: str) -> bool:
+        return self._encoded in _ascii_folded(data)
+
+    def matches(self, content: Any) -> bool:
+        texts = (
+            [content] if isinstance(content, str) else [part.get("text", "") for part in content]
+        )
+        return any(self._pattern.search(text) for text in texts)
 
 
 def _ascii_folded(text: str) -> bytes:

@@ -55,6 +55,7 @@ class SessionSQL:
     branch_summaries: str
     user_turns: str
     copy_prefix: str
+    user_message_at_turn: str
     max_sequence: str
 
 
@@ -175,6 +176,11 @@ def _build(vendor: str) -> SessionSQL:
             "AND branch_turn_number < %s ORDER BY sequence_number"
         ),
         max_sequence=f"SELECT MAX(sequence_number) FROM {ms} WHERE session_id = %s",
+        user_message_at_turn=(
+            f"SELECT m.message_data FROM {ms} s JOIN {am} m ON m.id = s.message_id "
+            "WHERE s.session_id = %s AND s.branch_id = %s AND s.branch_turn_number = %s "
+            "AND s.message_type = 'user' LIMIT 1"
+        ),
     )
 
 
