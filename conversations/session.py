@@ -766,7 +766,9 @@ class DjangoSession(SessionABC):
             sid = self.session_id
             # The turn is compared in SQL as given (an ORM IntegerField filter would round
             # 2.5 down to 2; the SDK finds no turn 2.5).
-            found = self._execute(self._sql.user_message_at_turn, [sid, source, turn_number])
+            # SQLite compares True as 1; PostgreSQL refuses integer = boolean.
+            turn_param = int(turn_number) if isinstance(turn_number, bool) else turn_number
+            found = self._execute(self._sql.user_message_at_turn, [sid, source, turn_param])
             if not found:
                 raise ValueError(
                     f"Turn {turn_number} does not contain a user message in branch '{source}'"
@@ -778,7 +780,7 @@ class DjangoSession(SessionABC):
             # Backfill ids of branches written without a reservation, then reserve ours.
             self._reserve(list(self._structure().values_list("branch_id", flat=True).distinct()))
             new_branch = self._reserve_new_branch_id(branch_name, turn_number)
-            self._copy_prefix(source, new_branch, turn_number)
+            self._copy_prefix(source, new_branch, turn_param)
         self._branch_state = (new_branch, generation)
         return new_branch, source, content
 

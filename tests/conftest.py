@@ -33,6 +33,47 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_worker_thread_connections(django_db_setup):
+    """Close the database connection of asgiref's worker thread before the test database goes.
+
+    ``DjangoSession`` runs its ORM work through ``sync_to_async``; outside ``async_to_sync`` that
+    is asgiref's single worker thread, whose (persistent) connection would otherwise keep
+    PostgreSQL from dropping the test database at the end of the run.
+    """
+    yield
+    from asgiref.sync import SyncToAsync
+    from django.db import connections
+
+    executor = SyncToAsync.single_thread_executor
+    if not getattr(executor, "_shutdown", False):
+        executor.submit(connections.close_all).result(timeout=30)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: bool({"page", "browser"} & set(getattr(item, "fixturenames", ()))))
+
+
+# ---- Review UI fixtures (dashboard) -----------------------------------------------------------
+
+
+@pytest.fixture
+def reviewer(db, django_user_model):
+    """A user who may browse conversations (``conversations.view_agentsession``)."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user(username="reviewer", password="review-pass-1")
+    user.user_permissions.add(
+        Permission.objects.get(
+            content_type__app_label="conversations", codename="view_agentsession"
+        )
+    )
+    return user
+
+
+@pytest.fixture
+def reviewer_client(client, reviewer):
+    """A test client logged in as :func:`reviewer`."""
+    client.force_login(reviewer)
+    return client
