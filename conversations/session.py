@@ -652,9 +652,12 @@ class DjangoSession(SessionABC):
                     )
                 self._cursor().executemany(sql.insert_structure, rows)
         except DataError as exc:
-            if connections[self.using].vendor == "postgresql" and "\\u0000" in "".join(payloads):
+            if connections[self.using].vendor == "postgresql":
+                # jsonb holds JSON values, so some of what json.dumps writes cannot be stored:
+                # NUL characters, lone surrogates, NaN/Infinity. Nothing was written.
                 raise ValueError(
-                    "PostgreSQL's jsonb cannot store the NUL character (\\u0000) in an item"
+                    f"PostgreSQL's jsonb cannot store this item ({exc}). It holds strict JSON: "
+                    "no NUL characters (\\u0000), lone surrogates or NaN/Infinity."
                 ) from exc
             raise
 
