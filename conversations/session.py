@@ -322,16 +322,10 @@ class DjangoSession(SessionABC):
             if usage is None:
                 return
             branch_id, generation = self._branch_state
-            capture = self._run_ordered(self._capture_current_turn_sync, branch_id, generation)
-
-            async def _store() -> None:
-                turn, captured_branch, anchor = await capture
-                if anchor is None:
-                    self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
-                    return
-                await sync_to_async(self._store_usage_sync)(turn, usage, captured_branch, anchor)
-
-            await _await_mutation(_store())
+            # Capture and write in one worker hop, in this instance's mutation order.
+            await _await_mutation(
+                self._run_ordered(self._capture_and_store_usage_sync, usage, branch_id, generation)
+            )
         except Exception:
             self._logger.exception("Failed to store session usage for %r", self.session_id)
 
@@ -596,7 +590,7 @@ class DjangoSession(SessionABC):
             return []
         window = limit
         while True:
-            rows = self._execute(self._sql.items_newest, [*key, window])
+            rows = self._execute(self._sql.items_newest, [*key, branch, window])
             items = _decode_rows(rows[::-1])
             if len(items) >= limit:
                 return items[-limit:]
@@ -627,7 +621,9 @@ class DjangoSession(SessionABC):
                 )
                 # Ids rise in VALUES order; RETURNING's own row order is not guaranteed.
                 message_ids = sorted(row[0] for row in inserted)
-                ((seq, turn, branch_turn),) = self._execute(sql.next_numbers, [sid, sid, target])
+                ((seq, turn, branch_turn),) = self._execute(
+                    sql.next_numbers, [sid, sid, target, target]
+                )
                 if seq is None or (turn is None and branch_turn is None):
                     # First rows on this branch: reserve its id, as the SDK's backfill would.
                     self._reserve([target])
@@ -717,10 +713,22 @@ class DjangoSession(SessionABC):
         if generation is not None and self._branch_state[1] != generation:
             return 0, branch_id, None  # a clear invalidated the history this usage belongs to
         key = [self.session_id, branch_id]
-        newest = self._execute(self._sql.current_turn, key)
+        newest = self._execute(self._sql.current_turn, [*key, branch_id])
         turn = (newest[0][0] if newest else None) or 0
         ((anchor,),) = self._execute(self._sql.turn_anchor, [*key, turn])
         return turn, branch_id, anchor
+
+    @_db_operation
+    def _capture_and_store_usage_sync(
+        self, usage: Usage, branch_id: str, generation: int | None
+    ) -> None:
+        turn, branch, anchor = self._capture_current_turn_sync.__wrapped__(
+            self, branch_id, generation
+        )
+        if anchor is None:
+            self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
+            return
+        self._store_usage_sync.__wrapped__(self, turn, usage, branch, anchor)
 
     @_db_operation
     def _store_usage_sync(self, turn: int, usage: Usage, branch_id: str, anchor: int) -> None:

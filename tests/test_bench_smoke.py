@@ -1,0 +1,44 @@
+"""Smoke test: ``bench/session_bench.py --quick`` runs and prints its tables.
+
+Speed targets live in the benchmark's output only; nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_session_bench_quick_prints_tables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_DATABASE_URL"}
+    proc = subprocess.run(
+        [sys.executable, "bench/session_bench.py", "--quick", "--workdir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "== Ops on a 400-item session" in out
+    for op in (
+        "append 1 item",
+        "add 4-item turn",
+        "get_items(limit=20)",
+        "store_run_usage",
+        "create_branch_from_turn(",
+        "list_branches",
+        "get_conversation_turns",
+        "get_turn_usage()",
+    ):
+        assert op in out, op
+    assert "== Scaling: DjangoSession (SQLite)" in out
+    assert "== Targets ==" in out
+    assert "targets met" in out
+    assert "USING INDEX idx_structure_branch_seq" in out
