@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.postgres",  # full-text search on PostgreSQL; inert on SQLite
     "channels",
     "conversations",
     "dashboard",
@@ -65,6 +66,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the ASGI app itself, so a plain `daphne dashboard.asgi:application`
+    # serves them too (after collectstatic); in DEBUG straight from the app folders.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -170,6 +174,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = DEBUG
 
 # LOGGING
 # ------------------------------------------------------------------------------
@@ -184,3 +189,8 @@ LOGGING = {
 # ------------------------------------------------------------------------------
 FORKVIEW_AGENT = env.str("FORKVIEW_AGENT", default="dashboard.agents.demo_agent")
 FORKVIEW_MODEL = env.str("FORKVIEW_MODEL", default="gpt-4.1-mini")
+# Live chat: seconds a turn may take; the per-branch turn guard ("auto": Redis if REDIS_URL,
+# else the database); the offline demo model's pause per streamed token.
+FORKVIEW_TURN_TIMEOUT = env.float("FORKVIEW_TURN_TIMEOUT", default=120.0)
+FORKVIEW_TURN_LOCK = env.str("FORKVIEW_TURN_LOCK", default="auto")
+FORKVIEW_OFFLINE_TOKEN_DELAY_MS = env.float("FORKVIEW_OFFLINE_TOKEN_DELAY_MS", default=12.0)

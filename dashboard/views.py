@@ -1,11 +1,143 @@
-from django.http import HttpRequest, HttpResponse
+"""Review pages: thin views, one selector each; every page needs login + view permission."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
-from conversations.models import AgentSession
+from conversations.models import MAIN_BRANCH
+
+from . import selectors
+
+VIEW_PERMISSION = "conversations.view_agentsession"
+SESSION_ACTION_TEMPLATES = (
+    "dashboard/chat_session_actions.html",
+    "dashboard/partials/_session_actions.html",
+)
+
+
+def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous -> login page; logged in without the view permission -> 403."""
+    return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
+
+
+def _int(value: str | None, default: int | None = None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _chat_url(session_id: str, branch_id: str) -> str | None:
+    """The live-chat page for this branch, once the chat app provides ``chat``."""
+    for name in ("chat", "dashboard:chat"):
+        try:
+            url = reverse(name, kwargs={"session_id": session_id})
+        except NoReverseMatch:
+            continue
+        return f"{url}?{urlencode({'branch': branch_id})}"
+    return None
+
+
+# Session list -----------------------------------------------------------------------------
 
 
 @require_GET
+@reviewer_required
 def home(request: HttpRequest) -> HttpResponse:
-    """Placeholder home page until the review UI lands: how many sessions are stored."""
-    return render(request, "dashboard/home.html", {"session_count": AgentSession.objects.count()})
+    """The session table (sortable, filtered) and, with ``q``, full-text message hits."""
+    filters = selectors.SessionListFilters(
+        has_branches=request.GET.get("branched") == "1",
+        tool=request.GET.get("tool", "")[:200],
+        updated_from=_date(request.GET.get("from")),
+        updated_to=_date(request.GET.get("to")),
+    )
+    query = request.GET.get("q", "").strip()
+    context: dict[str, Any] = {
+        "listing": selectors.session_list(
+            filters=filters,
+            sort=request.GET.get("sort", selectors.DEFAULT_SORT),
+            page=_int(request.GET.get("page"), 1) or 1,
+        ),
+        "filters": filters,
+        "query": query,
+        "hits": selectors.search_hits(query=query) if query else (),
+    }
+    return render(request, "dashboard/session_list.html", context)
+
+
+# Session detail ---------------------------------------------------------------------------
+
+
+@require_GET
+@reviewer_required
+def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
+    """One branch turn by turn, with the branch tree, switchers and token charts."""
+    branch_id = request.GET.get("branch") or MAIN_BRANCH
+    detail = selectors.session_detail_get(
+        session_id=session_id,
+        branch_id=branch_id,
+        start=_int(request.GET.get("start")),
+        turn=_int(request.GET.get("turn")),
+    )
+    other = detail.branch.parent_id or next((b for b in detail.tree.order if b != branch_id), None)
+    context = {
+        "detail": detail,
+        "chat_url": _chat_url(session_id, branch_id),
+        "compare_url": selectors.compare_url(session_id, other, branch_id) if other else None,
+        # The chat app may provide the first template to replace the default action bar.
+        "session_action_templates": SESSION_ACTION_TEMPLATES,
+    }
+    return render(request, "dashboard/session_detail.html", context)
+
+
+@require_GET
+@reviewer_required
+def session_turns(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Turns ``start..end`` as an HTML fragment ("load earlier" without a page reload)."""
+    page = selectors.turn_fragment_get(
+        session_id=session_id,
+        branch_id=request.GET.get("branch") or MAIN_BRANCH,
+        start=_int(request.GET.get("start"), 1) or 1,
+        end=_int(request.GET.get("end"), 1) or 1,
+    )
+    return render(request, "dashboard/partials/_turn_list.html", {"page": page})
+
+
+@require_GET
+@reviewer_required
+def session_usage(request: HttpRequest, session_id: str) -> JsonResponse:
+    """The charts' data: per-turn usage of a branch + cumulative lines of all branches."""
+    series = selectors.usage_series_get(
+        session_id=session_id, branch_id=request.GET.get("branch") or MAIN_BRANCH
+    )
+    return JsonResponse(series.as_json(), json_dumps_params={"ensure_ascii": False})
+
+
+@require_GET
+@reviewer_required
+def session_compare(request: HttpRequest, session_id: str) -> HttpResponse:
+    """Two branches side by side from their fork point."""
+    tree = None
+    a = request.GET.get("a") or MAIN_BRANCH
+    b = request.GET.get("b") or ""
+    if not b:
+        tree = selectors.branch_tree_get(session_id=session_id)
+        b = next((x for x in tree.order if x != a), a)
+    compare = selectors.branch_compare_get(session_id=session_id, a=a, b=b)
+    return render(request, "dashboard/session_compare.html", {"compare": compare})

@@ -1,0 +1,107 @@
+"""``manage.py import_agents_db PATH``: copy an SDK SQLite file into Forkview's database."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from conversations.exporters import ImportReport, SDKFile, sdk_file_trees, tree_import
+
+
+class Progress:
+    """A one-line progress bar on stderr (only on a terminal, and only for big files)."""
+
+    def __init__(self, stream: Any, total: int, enabled: bool, width: int = 30) -> None:
+        self.stream, self.total, self.width, self.done = stream, total, width, 0
+        self.enabled = enabled and total > 0
+
+    def advance(self, n: int, label: str) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        filled = int(self.width * self.done / self.total) if self.total else self.width
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total} messages  {label[:40]:<40}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+class Command(BaseCommand):
+    help = (
+        "Import sessions from a SQLite file written by the Agents SDK's SQLiteSession or "
+        "AdvancedSQLiteSession (read-only; idempotent: sessions already present with "
+        "identical content are skipped)."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("path", help="The SDK's SQLite database file.")
+        parser.add_argument(
+            "--session",
+            action="append",
+            dest="sessions",
+            metavar="ID",
+            help="Import only this session (repeatable). Default: every session.",
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Report only; write nothing.")
+        parser.add_argument("--sessions-table", default="agent_sessions")
+        parser.add_argument("--messages-table", default="agent_messages")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        parser.add_argument(
+            "--progress",
+            choices=["auto", "always", "never"],
+            default="auto",
+            help="Progress bar on stderr: auto = on a terminal for files over 1,000 messages.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        using = options["database"]
+        try:
+            source = SDKFile.open(
+                options["path"], options["sessions_table"], options["messages_table"]
+            )
+        except Exception as exc:  # sqlite3 errors, missing tables, bad names
+            raise CommandError(f"Cannot read {options['path']}: {exc}") from exc
+        report = ImportReport()
+        vendor = connections[using].vendor
+        try:
+            for note in source.notes:
+                self.stderr.write(note)
+            kind = "AdvancedSQLiteSession" if source.advanced else "SQLiteSession"
+            self.stdout.write(f"Reading {options['path']} ({kind} tables)")
+            if not options["sessions"]:
+                report.skipped_rows += source.orphan_reports()
+            total = source.message_count()
+            mode = options["progress"]
+            enabled = mode == "always" or (
+                mode == "auto" and total > 1000 and getattr(sys.stderr, "isatty", bool)()
+            )
+            progress = Progress(self.stderr._out, total, enabled)
+            for tree in sdk_file_trees(source, options["sessions"], report, vendor):
+                tree_import(tree=tree, using=using, dry_run=options["dry_run"], report=report)
+                progress.advance(len(tree["messages"]), tree["session"]["session_id"])
+            progress.close()
+        finally:
+            source.conn.close()
+        self._print_report(report, options["dry_run"])
+
+    def _print_report(self, report: ImportReport, dry_run: bool) -> None:
+        verb = "Would import" if dry_run else "Imported"
+        self.stdout.write(f"{verb} {len(report.imported)} session(s)")
+        for key, n in sorted(report.counts.items()):
+            self.stdout.write(f"  {n} {key}")
+        if report.unchanged:
+            self.stdout.write(
+                f"Skipped {len(report.unchanged)} session(s) already present and identical"
+            )
+        for session_id, reason in report.conflicts:
+            self.stdout.write(self.style.WARNING(f"Skipped session {session_id!r}: {reason}"))
+        if report.skipped_rows:
+            self.stdout.write(self.style.WARNING(f"Skipped {len(report.skipped_rows)} row(s):"))
+            for line in report.skipped_rows:
+                self.stdout.write(f"  - {line}")

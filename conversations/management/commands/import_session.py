@@ -1,0 +1,42 @@
+"""``manage.py import_session FILE``: read back a tree written by ``export_session``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS
+
+from conversations.exporters import TreeError, tree_import
+
+
+class Command(BaseCommand):
+    help = "Import a session tree (export_session --format json). Idempotent."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("file", help="The JSON tree, or - for stdin.")
+        parser.add_argument("--dry-run", action="store_true")
+        parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["file"] == "-":
+                tree = json.load(sys.stdin)
+            else:
+                with open(options["file"], encoding="utf-8") as handle:
+                    tree = json.load(handle)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CommandError(f"Cannot read {options['file']}: {exc}") from exc
+        try:
+            report = tree_import(tree=tree, using=options["database"], dry_run=options["dry_run"])
+        except TreeError as exc:
+            raise CommandError(str(exc)) from exc
+        for session_id in report.imported:
+            verb = "Would import" if options["dry_run"] else "Imported"
+            self.stdout.write(f"{verb} session {session_id!r}")
+        for session_id in report.unchanged:
+            self.stdout.write(f"Session {session_id!r} already present and identical: unchanged")
+        for session_id, reason in report.conflicts:
+            raise CommandError(f"Session {session_id!r} {reason}")

@@ -1,0 +1,641 @@
+"""Staff-facing writes on conversation data that keep the SDK's invariants.
+
+The admin, the management commands and any future UI call these functions; none of them
+writes rows on its own. Every function is keyword-only, typed, named ``<entity>_<action>``
+and transactional. Writers of one session are serialised exactly like ``DjangoSession``'s
+(the ``session_clear_generations`` row lock), so an edit never interleaves with a live run.
+
+Invariants kept (see ``/work/shared/docs/advanced-session-spec.md``):
+
+- ``message_type`` / ``tool_name`` of structure rows are always ``classify.label(item)``;
+- user turns are only opened by user messages, so an edit may not turn a user message into
+  something else or the reverse (that would renumber every later turn);
+- deletions only remove the *last* item of a branch (``pop_item`` semantics): deleting from
+  the middle would leave a gap in the turn numbering that the SDK never produces;
+- branch ids stay reserved forever; ``main`` can be neither deleted nor renamed;
+- ``total_tokens == input_tokens + output_tokens`` for usage edited here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.db import connections, transaction
+from django.db.models import Exists, Max, OuterRef
+
+from . import classify
+from .fields import RawJSON, UndecodableJSON
+from .models import (
+    MAIN_BRANCH,
+    AgentMessage,
+    AgentSession,
+    BranchReservation,
+    MessageStructure,
+    SessionClearGeneration,
+    TurnUsage,
+)
+from .session import DjangoSession
+from .sql import statements
+
+# ---- Error messages (module constants so tests and forms share them) -------------------
+
+USER_TURN_CHANGE_ERROR = (
+    "This edit would change whether the item is a user message. A user message opens a "
+    "turn, so the change would renumber every later turn on {branches}. Keep the role "
+    '("user" or not) unchanged, or branch the conversation in the live chat instead.'
+)
+NOT_LAST_ITEM_ERROR = (
+    "Only the last item of a branch can be deleted (like the SDK's pop_item). "
+    "This item is followed by {count} later item(s) on branch '{branch}'."
+)
+NOT_LAST_MESSAGE_ERROR = (
+    "Only the newest message of a session without structure rows can be deleted "
+    "(like SQLiteSession.pop_item)."
+)
+MAIN_RENAME_ERROR = "The 'main' branch cannot be renamed: every new session instance starts on it."
+BRANCH_RESERVED_ERROR = (
+    "Branch ID '{branch}' has already been used in this session. Branch ids stay reserved "
+    "forever (also after a delete or a clear); choose a new one."
+)
+BRANCH_MISSING_ERROR = "Branch '{branch}' does not exist in session '{session}'."
+BRANCH_BLANK_ERROR = "Branch ID cannot be empty."
+SESSION_EXISTS_ERROR = "A session with id '{session}' already exists (or has reserved data)."
+SESSION_MISSING_ERROR = "Session '{session}' does not exist."
+TOTAL_TOKENS_ERROR = (
+    "total_tokens must equal input_tokens + output_tokens ({expected}); leave it empty to "
+    "fill it in automatically."
+)
+
+VALID_ROLES = ("user", "assistant", "system", "developer")
+
+
+class ServiceError(ValueError):
+    """A refused edit; the message is meant for the staff user."""
+
+
+# ---- Validation ------------------------------------------------------------------------
+
+
+def item_problems(*, item: Any) -> list[str]:
+    """What is wrong with an item as a Responses-API input item (``[]`` if nothing).
+
+    Known shapes are checked (messages, function calls and their outputs); other ``type``s
+    are accepted as long as the type is a string, so new SDK item kinds stay editable.
+    """
+    if not isinstance(item, dict):
+        return [f"An item must be a JSON object, not {type(item).__name__}."]
+    problems: list[str] = []
+    item_type = item.get("type")
+    role = item.get("role")
+    if "type" in item and not isinstance(item_type, str):
+        problems.append("'type' must be a string.")
+    if role is None and item_type is None:
+        problems.append("An item needs a 'role' (a message) or a 'type'.")
+    if role is not None or item_type == "message":
+        if role not in VALID_ROLES:
+            problems.append(f"'role' must be one of {', '.join(VALID_ROLES)} (got {role!r}).")
+        if item_type not in (None, "message"):
+            problems.append(f"An item with a 'role' must have type 'message' (got {item_type!r}).")
+        content = item.get("content")
+        if content is None:
+            problems.append("A message needs 'content' (a string or a list of parts).")
+        elif not isinstance(content, str | list):
+            problems.append("'content' must be a string or a list of parts.")
+        elif isinstance(content, list) and not all(isinstance(p, dict) for p in content):
+            problems.append("Every part of 'content' must be an object.")
+    elif item_type == "function_call":
+        for key in ("name", "call_id", "arguments"):
+            if not isinstance(item.get(key), str):
+                problems.append(f"A function_call needs '{key}' as a string.")
+        if isinstance(item.get("name"), str) and not item["name"]:
+            problems.append("A function_call's 'name' cannot be empty.")
+    elif item_type == "function_call_output":
+        if not isinstance(item.get("call_id"), str):
+            problems.append("A function_call_output needs 'call_id' as a string.")
+        if "output" not in item:
+            problems.append("A function_call_output needs 'output'.")
+        elif not isinstance(item["output"], str | list):
+            problems.append("'output' must be a string or a list of content parts.")
+    return problems
+
+
+def json_diff(*, before: Any, after: Any) -> str:
+    """A readable diff of two JSON values: changed top-level keys, then a unified diff."""
+    lines: list[str] = []
+    if isinstance(before, dict) and isinstance(after, dict):
+        added = sorted(set(after) - set(before))
+        removed = sorted(set(before) - set(after))
+        changed = sorted(k for k in set(before) & set(after) if before[k] != after[k])
+        for title, keys in (("added", added), ("removed", removed), ("changed", changed)):
+            if keys:
+                lines.append(f"{title} keys: {', '.join(keys)}")
+    old = _pretty(before).splitlines()
+    new = _pretty(after).splitlines()
+    lines += difflib.unified_diff(old, new, "before", "after", n=1, lineterm="")
+    return "\n".join(lines)
+
+
+def _pretty(value: Any) -> str:
+    if isinstance(value, UndecodableJSON):
+        return str(value)
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+# ---- Helpers ---------------------------------------------------------------------------
+
+
+def _lock_session(session_id: str, using: str) -> None:
+    """Take the per-session writer lock ``DjangoSession`` uses (inside ``atomic``)."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(statements(using).lock_generation, [session_id])
+
+
+def _reserve(session_id: str, branch_ids: Iterable[str], using: str) -> None:
+    rows = [(session_id, b) for b in set(branch_ids)]
+    if rows:
+        with connections[using].cursor() as cursor:
+            cursor.executemany(statements(using).reserve_branch, rows)
+
+
+def _backfill_reservations(session_id: str, using: str) -> None:
+    """Reserve every branch id rows know about (the SDK's backfill; always includes main)."""
+    branches = (
+        MessageStructure.objects.using(using)
+        .filter(session_id=session_id)
+        .values_list("branch_id", flat=True)
+        .distinct()
+    )
+    _reserve(session_id, [MAIN_BRANCH, *branches], using)
+
+
+def _stored_json(value: Any) -> RawJSON:
+    """A JSON column value re-serialised exactly as stored (undecodable text kept as is)."""
+    if isinstance(value, UndecodableJSON):
+        return RawJSON(str(value))
+    return RawJSON(json.dumps(value))
+
+
+# ---- Messages and structure rows -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageUpdate:
+    """What ``message_update`` did: the diff and the structure rows it relabelled."""
+
+    diff: str
+    relabelled: int
+
+
+def message_was_user(*, message: AgentMessage) -> bool:
+    """Whether the stored message counts as a user message (opens a turn)."""
+    data = message.message_data
+    if isinstance(data, UndecodableJSON):
+        return message.structure.filter(message_type="user").exists()
+    return classify.is_user_message(data)
+
+
+def message_update_problems(*, message: AgentMessage, item: Any) -> list[str]:
+    """Every reason to refuse replacing ``message``'s item by ``item``."""
+    problems = item_problems(item=item)
+    if problems:
+        return problems
+    if classify.is_user_message(item) != message_was_user(message=message):
+        branches = sorted(set(message.structure.values_list("branch_id", flat=True)))
+        where = ", ".join(f"'{b}'" for b in branches) or "its branches"
+        problems.append(USER_TURN_CHANGE_ERROR.format(branches=where))
+    if connections[message._state.db or "default"].vendor == "postgresql" and "\\u0000" in (
+        json.dumps(item)
+    ):
+        problems.append("PostgreSQL cannot store the NUL character (\\u0000) in an item.")
+    return problems
+
+
+def message_update(*, message_id: int, item: Any, using: str = "default") -> MessageUpdate:
+    """Replace a message's item and re-derive its structure rows' labels.
+
+    Raises:
+        ServiceError: The item is invalid or would change the user-turn numbering.
+    """
+    with transaction.atomic(using=using):
+        message = AgentMessage.objects.using(using).get(pk=message_id)
+        _lock_session(message.session_id, using)
+        problems = message_update_problems(message=message, item=item)
+        if problems:
+            raise ServiceError(" ".join(problems))
+        before = message.message_data
+        message.message_data = RawJSON(json.dumps(item))
+        message.save(update_fields=["message_data"])
+        lab = classify.label(item)
+        relabelled = (
+            MessageStructure.objects.using(using)
+            .filter(message_id=message_id)
+            .update(message_type=lab.message_type, tool_name=lab.tool_name)
+        )
+    return MessageUpdate(diff=json_diff(before=before, after=item), relabelled=relabelled)
+
+
+def message_delete_problems(*, message: AgentMessage) -> list[str]:
+    """Why ``message`` cannot be deleted now (``[]`` if it can)."""
+    rows = list(message.structure.values_list("branch_id", "sequence_number"))
+    if not rows:
+        newer = AgentMessage.objects.using(message._state.db).filter(
+            session_id=message.session_id, id__gt=message.id
+        )
+        has_structure = MessageStructure.objects.using(message._state.db).filter(
+            session_id=message.session_id
+        )
+        # An orphan in a structured session is on no branch: removing it changes nothing.
+        if newer.exists() and not has_structure.exists():
+            return [NOT_LAST_MESSAGE_ERROR]
+        return []
+    problems = []
+    for branch, seq in rows:
+        later = MessageStructure.objects.using(message._state.db).filter(
+            session_id=message.session_id, branch_id=branch, sequence_number__gt=seq
+        )
+        count = later.count()
+        if count:
+            problems.append(NOT_LAST_ITEM_ERROR.format(count=count, branch=branch))
+    return problems
+
+
+def message_delete(*, message_id: int, using: str = "default") -> None:
+    """Delete a message that is the last item of every branch holding it (pop semantics).
+
+    Its structure rows go, and so does the usage of any turn this leaves empty.
+
+    Raises:
+        ServiceError: The message is followed by other items on some branch.
+    """
+    with transaction.atomic(using=using):
+        message = AgentMessage.objects.using(using).get(pk=message_id)
+        _lock_session(message.session_id, using)
+        problems = message_delete_problems(message=message)
+        if problems:
+            raise ServiceError(" ".join(problems))
+        for row in list(message.structure.all()):
+            _structure_row_pop(row, using)
+        AgentMessage.objects.using(using).filter(pk=message_id).delete()
+
+
+def structure_row_delete_problems(*, row: MessageStructure) -> list[str]:
+    later = MessageStructure.objects.using(row._state.db).filter(
+        session_id=row.session_id, branch_id=row.branch_id, sequence_number__gt=row.sequence_number
+    )
+    count = later.count()
+    if count:
+        return [NOT_LAST_ITEM_ERROR.format(count=count, branch=row.branch_id)]
+    return []
+
+
+def structure_row_delete(*, row_id: int, using: str = "default") -> None:
+    """Pop one structure row (the last of its branch), exactly like ``pop_item``.
+
+    The message goes too when no other branch shares it; a turn left empty loses its usage.
+
+    Raises:
+        ServiceError: The row is not the last one of its branch.
+    """
+    with transaction.atomic(using=using):
+        row = MessageStructure.objects.using(using).get(pk=row_id)
+        _lock_session(row.session_id, using)
+        problems = structure_row_delete_problems(row=row)
+        if problems:
+            raise ServiceError(" ".join(problems))
+        _structure_row_pop(row, using)
+        referenced = MessageStructure.objects.using(using).filter(message_id=row.message_id)
+        if not referenced.exists():
+            AgentMessage.objects.using(using).filter(pk=row.message_id).delete()
+
+
+def _structure_row_pop(row: MessageStructure, using: str) -> None:
+    _reserve(row.session_id, [row.branch_id], using)
+    MessageStructure.objects.using(using).filter(pk=row.pk).delete()
+    turn = row.user_turn_number
+    if turn is None:
+        return
+    branch_rows = MessageStructure.objects.using(using).filter(
+        session_id=row.session_id, branch_id=row.branch_id, user_turn_number=turn
+    )
+    if not branch_rows.exists():
+        TurnUsage.objects.using(using).filter(
+            session_id=row.session_id, branch_id=row.branch_id, user_turn_number=turn
+        ).delete()
+
+
+# ---- Usage -----------------------------------------------------------------------------
+
+
+def usage_total_problems(
+    *, input_tokens: int | None, output_tokens: int | None, total_tokens: int | None
+) -> list[str]:
+    expected = (input_tokens or 0) + (output_tokens or 0)
+    if total_tokens is not None and total_tokens != expected:
+        return [TOTAL_TOKENS_ERROR.format(expected=expected)]
+    return []
+
+
+# ---- Branches --------------------------------------------------------------------------
+
+
+def branch_list(*, session_id: str, using: str = "default") -> list[dict[str, Any]]:
+    """Branches with rows: ``branch_id``, ``message_count``, ``user_turns``, ``created_at``."""
+    return list(MessageStructure.objects.using(using).for_session(session_id).branch_summaries())
+
+
+def branch_delete(*, session_id: str, branch_id: str, using: str = "default") -> None:
+    """Delete a branch with its usage; its id stays reserved (``DjangoSession.delete_branch``).
+
+    Raises:
+        ValueError: ``main``, a blank id or a branch without rows (the SDK's messages).
+    """
+    session = DjangoSession(session_id=session_id, using=using)
+    async_to_sync(session.delete_branch)(branch_id, force=True)
+
+
+def branch_rename(*, session_id: str, old: str, new: str, using: str = "default") -> int:
+    """Rename a branch: its structure and usage rows move to ``new`` in one transaction.
+
+    ``new`` must never have been used in the session; ``old`` stays reserved.
+
+    Returns:
+        The number of structure rows moved.
+
+    Raises:
+        ServiceError: ``old`` is ``main`` or missing, or ``new`` is blank or reserved.
+    """
+    if old == MAIN_BRANCH:
+        raise ServiceError(MAIN_RENAME_ERROR)
+    if not new or not new.strip():
+        raise ServiceError(BRANCH_BLANK_ERROR)
+    with transaction.atomic(using=using):
+        _lock_session(session_id, using)
+        rows = MessageStructure.objects.using(using).filter(session_id=session_id)
+        if not rows.filter(branch_id=old).exists():
+            raise ServiceError(BRANCH_MISSING_ERROR.format(branch=old, session=session_id))
+        _backfill_reservations(session_id, using)
+        reserved = BranchReservation.objects.using(using).filter(
+            session_id=session_id, branch_id=new
+        )
+        if reserved.exists():
+            raise ServiceError(BRANCH_RESERVED_ERROR.format(branch=new))
+        _reserve(session_id, [old, new], using)
+        moved = rows.filter(branch_id=old).update(branch_id=new)
+        TurnUsage.objects.using(using).filter(session_id=session_id, branch_id=old).update(
+            branch_id=new
+        )
+    return moved
+
+
+# ---- Sessions --------------------------------------------------------------------------
+
+
+def session_delete(*, session_id: str, using: str = "default") -> None:
+    """Delete a session's items, branches and usage like ``clear_session``.
+
+    Branch ids stay reserved and live instances of the session fall back to ``main``.
+    """
+    async_to_sync(DjangoSession(session_id=session_id, using=using).clear_session)()
+
+
+def session_id_taken(*, session_id: str, using: str = "default") -> bool:
+    """Whether any table holds data for ``session_id`` (a clear keeps reservations)."""
+    return any(
+        model.objects.using(using).filter(session_id=session_id).exists()
+        for model in (AgentSession, AgentMessage, BranchReservation, SessionClearGeneration)
+    )
+
+
+def session_duplicate(*, session_id: str, new_session_id: str, using: str = "default") -> int:
+    """Copy a whole session (messages with new ids, every branch, usage, reservations).
+
+    Timestamps are copied unchanged, so the copy reads exactly like the original.
+
+    Returns:
+        The number of messages copied.
+
+    Raises:
+        ServiceError: The source is missing or ``new_session_id`` is blank or already used.
+    """
+    if not new_session_id or not new_session_id.strip():
+        raise ServiceError("The new session id cannot be empty.")
+    with transaction.atomic(using=using):
+        source = AgentSession.objects.using(using).filter(pk=session_id).first()
+        if source is None:
+            raise ServiceError(SESSION_MISSING_ERROR.format(session=session_id))
+        if session_id_taken(session_id=new_session_id, using=using):
+            raise ServiceError(SESSION_EXISTS_ERROR.format(session=new_session_id))
+        _lock_session(new_session_id, using)
+        AgentSession.objects.using(using).create(
+            session_id=new_session_id, created_at=source.created_at, updated_at=source.updated_at
+        )
+        originals = list(
+            AgentMessage.objects.using(using).filter(session_id=session_id).order_by("id")
+        )
+        copies = AgentMessage.objects.using(using).bulk_create(
+            [
+                AgentMessage(
+                    session_id=new_session_id,
+                    message_data=_stored_json(m.message_data),
+                    created_at=m.created_at,
+                )
+                for m in originals
+            ]
+        )
+        new_ids = {m.id: c.id for m, c in zip(originals, copies, strict=True)}
+        structure = MessageStructure.objects.using(using).filter(session_id=session_id)
+        MessageStructure.objects.using(using).bulk_create(
+            [
+                MessageStructure(
+                    session_id=new_session_id,
+                    message_id=new_ids[row.message_id],
+                    branch_id=row.branch_id,
+                    message_type=row.message_type,
+                    sequence_number=row.sequence_number,
+                    user_turn_number=row.user_turn_number,
+                    branch_turn_number=row.branch_turn_number,
+                    tool_name=row.tool_name,
+                    created_at=row.created_at,
+                )
+                for row in structure.order_by("sequence_number", "id")
+                if row.message_id in new_ids
+            ]
+        )
+        TurnUsage.objects.using(using).bulk_create(
+            [
+                TurnUsage(
+                    session_id=new_session_id,
+                    branch_id=u.branch_id,
+                    user_turn_number=u.user_turn_number,
+                    requests=u.requests,
+                    input_tokens=u.input_tokens,
+                    output_tokens=u.output_tokens,
+                    total_tokens=u.total_tokens,
+                    input_tokens_details=_stored_json(u.input_tokens_details)
+                    if u.input_tokens_details is not None
+                    else None,
+                    output_tokens_details=_stored_json(u.output_tokens_details)
+                    if u.output_tokens_details is not None
+                    else None,
+                    created_at=u.created_at,
+                )
+                for u in TurnUsage.objects.using(using).filter(session_id=session_id).order_by("id")
+            ]
+        )
+        _backfill_reservations(session_id, using)
+        _reserve(
+            new_session_id,
+            BranchReservation.objects.using(using)
+            .filter(session_id=session_id)
+            .values_list("branch_id", flat=True),
+            using,
+        )
+        generation = (
+            SessionClearGeneration.objects.using(using)
+            .filter(session_id=session_id)
+            .values_list("generation", flat=True)
+            .first()
+        )
+        SessionClearGeneration.objects.using(using).filter(session_id=new_session_id).update(
+            generation=generation or 0
+        )
+    return len(copies)
+
+
+@dataclass(frozen=True)
+class StructureRebuild:
+    """What ``structure_rebuild`` did for one session."""
+
+    created: int
+    skipped_undecodable: list[int] = field(default_factory=list)
+
+
+def structure_rebuild(*, session_id: str, using: str = "default") -> StructureRebuild:
+    """Give messages without structure rows (plain ``SQLiteSession`` data) ``main`` rows.
+
+    The messages are appended to ``main`` in id order with the numbering
+    ``DjangoSession.add_items`` would have given them in one batch: global sequence numbers
+    after the session's highest, and turns continuing ``main``'s. Messages whose JSON does not
+    decode are left without rows (the SDK skips them too) and reported.
+    """
+    with transaction.atomic(using=using):
+        _lock_session(session_id, using)
+        rows = MessageStructure.objects.using(using).filter(session_id=session_id)
+        has_rows = rows.filter(message_id=OuterRef("id"))
+        bare = list(
+            AgentMessage.objects.using(using)
+            .filter(session_id=session_id)
+            .exclude(Exists(has_rows))
+            .order_by("id")
+        )
+        stats = rows.aggregate(seq=Max("sequence_number"))
+        main = rows.filter(branch_id=MAIN_BRANCH).aggregate(
+            turn=Max("user_turn_number"), branch_turn=Max("branch_turn_number")
+        )
+        seq, turn, branch_turn = stats["seq"] or 0, main["turn"] or 0, main["branch_turn"] or 0
+        new_rows, skipped, opened = [], [], 0
+        for message in bare:
+            if isinstance(message.message_data, UndecodableJSON):
+                skipped.append(message.id)
+                continue
+            lab = classify.label(message.message_data)
+            opened += lab.is_user
+            seq += 1
+            new_rows.append(
+                MessageStructure(
+                    session_id=session_id,
+                    message_id=message.id,
+                    branch_id=MAIN_BRANCH,
+                    message_type=lab.message_type,
+                    sequence_number=seq,
+                    user_turn_number=turn + opened,
+                    branch_turn_number=branch_turn + opened,
+                    tool_name=lab.tool_name,
+                    created_at=message.created_at,
+                )
+            )
+        MessageStructure.objects.using(using).bulk_create(new_rows)
+        if new_rows:
+            _reserve(session_id, [MAIN_BRANCH], using)
+    return StructureRebuild(created=len(new_rows), skipped_undecodable=skipped)
+
+
+# ---- Usage health ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnKey:
+    session_id: str
+    branch_id: str
+    user_turn_number: int | None
+    #: For a turn without usage: branches where the same user message has usage (a branch
+    #: copy; the SDK never copies usage to the new branch).
+    usage_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class UsageHealth:
+    """User turns that have no usage row, and usage rows whose turn has no items."""
+
+    turns_without_usage: list[TurnKey]
+    usage_without_turns: list[TurnKey]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.turns_without_usage and not self.usage_without_turns
+
+
+def usage_health(
+    *, session_ids: Iterable[str] | None = None, using: str = "default"
+) -> UsageHealth:
+    """Compare ``turn_usage`` with the user turns of ``message_structure``.
+
+    A user turn without usage is normal for conversations recorded without
+    ``store_run_usage``; usage without any item in its turn is stale (a hand edit, or
+    data written by a buggy writer).
+    """
+    turns = MessageStructure.objects.using(using).filter(message_type="user")
+    usage = TurnUsage.objects.using(using).all()
+    if session_ids is not None:
+        ids = list(session_ids)
+        turns = turns.filter(session_id__in=ids)
+        usage = usage.filter(session_id__in=ids)
+    has_usage = TurnUsage.objects.using(using).filter(
+        session_id=OuterRef("session_id"),
+        branch_id=OuterRef("branch_id"),
+        user_turn_number=OuterRef("user_turn_number"),
+    )
+    has_turn = MessageStructure.objects.using(using).filter(
+        session_id=OuterRef("session_id"),
+        branch_id=OuterRef("branch_id"),
+        user_turn_number=OuterRef("user_turn_number"),
+    )
+    fields = ("session_id", "branch_id", "user_turn_number")
+    missing = list(
+        turns.exclude(Exists(has_usage))
+        .values_list(*fields, "message_id")
+        .distinct()
+        .order_by(*fields)
+    )
+    elsewhere: dict[int, set[str]] = {}
+    message_ids = [row[3] for row in missing]
+    for start in range(0, len(message_ids), 500):
+        for message_id, branch in (
+            MessageStructure.objects.using(using)
+            .filter(message_id__in=message_ids[start : start + 500], message_type="user")
+            .filter(Exists(has_usage))
+            .values_list("message_id", "branch_id")
+        ):
+            elsewhere.setdefault(message_id, set()).add(branch)
+    stale = usage.exclude(Exists(has_turn)).values_list(*fields).order_by(*fields)
+    return UsageHealth(
+        turns_without_usage=[
+            TurnKey(*row[:3], usage_on=tuple(sorted(elsewhere.get(row[3], ())))) for row in missing
+        ],
+        usage_without_turns=[TurnKey(*row) for row in stale],
+    )

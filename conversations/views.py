@@ -1,0 +1,38 @@
+"""Download views: a session as a JSON tree, JSONL items or a Markdown transcript."""
+
+from __future__ import annotations
+
+import re
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+
+from .exporters import CONTENT_TYPES, EXTENSIONS, FORMATS, export_text
+from .models import MAIN_BRANCH, AgentSession
+
+
+def _filename(session_id: str, branch_id: str, fmt: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", session_id).strip("._") or "session"
+    if fmt != "json":
+        stem += "-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", branch_id).strip("._") or "branch")
+    return f"{stem}.{EXTENSIONS[fmt]}"
+
+
+@require_GET
+@login_required
+@permission_required("conversations.view_agentsession", raise_exception=True)
+def session_export(request: HttpRequest, session_id: str, fmt: str) -> HttpResponse:
+    """``?branch=`` picks the branch for jsonl and markdown (default ``main``)."""
+    if fmt not in FORMATS:
+        raise Http404(f"Unknown export format {fmt!r}")
+    branch_id = request.GET.get("branch") or MAIN_BRANCH
+    try:
+        text = export_text(session_id=session_id, fmt=fmt, branch_id=branch_id)
+    except AgentSession.DoesNotExist as exc:
+        raise Http404("No such session") from exc
+    response = HttpResponse(text, content_type=CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = (
+        f'attachment; filename="{_filename(session_id, branch_id, fmt)}"'
+    )
+    return response

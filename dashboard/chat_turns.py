@@ -1,0 +1,305 @@
+"""Running one live-chat turn: stream it, store it whole, count it, tell the viewers.
+
+The websocket consumer is a thin transport over this module; the benchmark calls it too.
+
+What is stored, and when
+------------------------
+The SDK's streamed ``Runner`` (openai-agents 0.24) writes to its session *incrementally*:
+the user input before the first model call, each tool call + output after its step, the
+final answer at the end (verified: a model error after a tool call leaves ``user``,
+``function_call`` and ``function_call_output`` stored and no answer). A failed or cancelled
+turn would leave a half turn on the branch, and a retry would add a second user message.
+
+Forkview stores a turn **whole or not at all**: the Runner writes into a :class:`TurnBuffer`
+(a ``Session`` that reads through to the branch and keeps this turn's new items in memory),
+and only a successful run commits them, in **one** ``DjangoSession.add_items`` call (one
+transaction, the session's writer lock held once). Then ``store_run_usage(result)`` records
+the turn's tokens. A model error, a timeout or a cancellation discards the buffer: the branch
+is exactly as before and the user can simply resend. A server crash mid-turn also loses
+only the unfinished turn.
+
+Concurrency: the caller holds :func:`dashboard.locks.turn_guard` for (session, branch) around
+:func:`run_turn`, so turns on one branch never interleave, across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents import Agent, Runner
+from agents.memory.session import SessionABC
+from agents.memory.session_settings import resolve_session_limit
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db.models import Max
+
+from conversations.models import MAIN_BRANCH, MessageStructure
+from conversations.session import DjangoSession
+
+from .agents import get_agent, run_config
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "TurnBuffer",
+    "TurnOutcome",
+    "TurnTimeout",
+    "fork_branch",
+    "group_name",
+    "notify",
+    "run_turn",
+    "turn_input",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_TOOL_OUTPUT_CHARS = 4000
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class TurnTimeout(Exception):
+    """The model did not finish the turn in time (nothing was stored)."""
+
+
+def group_name(session_id: str) -> str:
+    """The Channels group of a session's viewers.
+
+    Group names allow only ASCII letters, digits, ``-``, ``_`` and ``.`` (< 100 chars), and a
+    session id is any string, so the name carries a hash of it.
+    """
+    return "forkview.session." + hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:40]
+
+
+# ---- The buffer session --------------------------------------------------------------------
+
+
+class TurnBuffer(SessionABC):
+    """A ``Session`` that reads the branch through ``inner`` and holds this turn's writes.
+
+    ``get_items`` returns the stored history followed by the pending items (honouring
+    ``limit``), ``pop_item`` pops pending items first (the SDK rewinds its own writes when a
+    model request is retried), and :meth:`commit` appends everything pending in one call.
+    """
+
+    def __init__(self, inner: DjangoSession) -> None:
+        self.inner = inner
+        self.session_id = inner.session_id
+        self.session_settings = inner.session_settings
+        self.pending: list[Any] = []
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        limit = resolve_session_limit(limit, self.session_settings)
+        pending = [json.loads(json.dumps(item)) for item in self.pending]
+        if limit is None or limit < 0:
+            return [*(await self.inner.get_items(-1)), *pending]
+        if limit == 0:
+            return []
+        if limit <= len(pending):
+            return pending[-limit:]
+        return [*(await self.inner.get_items(limit - len(pending))), *pending]
+
+    async def add_items(self, items: list[Any]) -> None:
+        # A JSON round trip: a copy the SDK cannot mutate, and unserialisable items fail now.
+        self.pending.extend(json.loads(json.dumps(items)))
+
+    async def pop_item(self) -> Any:
+        if self.pending:
+            return self.pending.pop()
+        return await self.inner.pop_item()
+
+    async def clear_session(self) -> None:
+        self.pending.clear()
+        await self.inner.clear_session()
+
+    async def commit(self) -> int:
+        """Write the pending items to the branch in one transaction; return how many."""
+        items, self.pending = self.pending, []
+        if items:
+            await self.inner.add_items(items)
+        return len(items)
+
+
+# ---- Running a turn ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    """A stored turn: where it landed and what it cost."""
+
+    session_id: str
+    branch_id: str
+    turn: int
+    usage: dict[str, int]
+    final_output: str
+    items_stored: int
+    events: int = field(default=0, compare=False)
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "type": "turn_complete",
+            "session_id": self.session_id,
+            "branch_id": self.branch_id,
+            "turn": self.turn,
+            "usage": self.usage,
+        }
+
+
+def turn_input(content: Any) -> str | list[dict[str, Any]]:
+    """Runner input for a user message's stored ``content`` (text, or a list of parts)."""
+    if isinstance(content, str):
+        return content
+    return [{"role": "user", "content": content}]
+
+
+async def run_turn(
+    *,
+    session_id: str,
+    branch_id: str = MAIN_BRANCH,
+    input: str | list[dict[str, Any]],
+    emit: Emit | None = None,
+    agent: Agent[Any] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - the turn owns its deadline
+    using: str = "default",
+    notify_viewers: bool = True,
+) -> TurnOutcome:
+    """Run one streamed turn on (session, branch), store it whole, return its outcome.
+
+    Args:
+        session_id: The conversation; created on the first stored item.
+        branch_id: The branch to continue.
+        input: The user's message (a string, or input items).
+        emit: Receives each protocol event (``delta``, ``tool_call``, ``tool_output``,
+            ``message``) as it happens. The caller sends ``turn_complete`` itself.
+        agent: The agent; ``get_agent()`` if ``None``.
+        timeout: Seconds for the whole turn; ``None`` waits forever.
+        using: The database alias.
+        notify_viewers: Send ``turn_complete`` to the session's group afterwards.
+
+    Raises:
+        TurnTimeout: The turn took longer than ``timeout`` (nothing stored).
+        Exception: Whatever the model or a tool raised (nothing stored).
+    """
+    agent = agent if agent is not None else get_agent()
+    session = DjangoSession(session_id=session_id, branch_id=branch_id, using=using)
+    buffer = TurnBuffer(session)
+    result = Runner.run_streamed(agent, input, session=buffer, run_config=run_config(agent))
+    sent = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in result.stream_events():
+                message = protocol_event(event)
+                if message is not None and emit is not None:
+                    sent += 1
+                    await emit(message)
+    except TimeoutError as exc:
+        result.cancel()
+        raise TurnTimeout(f"The model did not finish within {timeout:g} s.") from exc
+    except BaseException:
+        result.cancel()
+        raise
+    stored = await buffer.commit()
+    await session.store_run_usage(result)
+    usage = result.context_wrapper.usage
+    outcome = TurnOutcome(
+        session_id=session_id,
+        branch_id=branch_id,
+        turn=await _latest_turn(session_id, branch_id, using),
+        usage={
+            "requests": usage.requests,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        final_output=str(result.final_output or ""),
+        items_stored=stored,
+        events=sent,
+    )
+    if notify_viewers:
+        await notify(session_id, outcome.message())
+    return outcome
+
+
+@database_sync_to_async
+def _latest_turn(session_id: str, branch_id: str, using: str) -> int:
+    value = (
+        MessageStructure.objects.using(using)
+        .filter(session_id=session_id, branch_id=branch_id, message_type="user")
+        .aggregate(turn=Max("branch_turn_number"))["turn"]
+    )
+    return value or 0
+
+
+async def fork_branch(
+    *, session_id: str, branch_id: str, turn: int, using: str = "default"
+) -> tuple[str, Any]:
+    """Branch from ``turn`` of ``branch_id``; return (new branch id, that turn's user content).
+
+    Raises:
+        ValueError: No user message at that turn on that branch.
+    """
+    session = DjangoSession(session_id=session_id, branch_id=branch_id, using=using)
+    turns = await session.get_conversation_turns()
+    content = next((t["full_content"] for t in turns if t["turn"] == turn), None)
+    new_branch = await session.create_branch_from_turn(turn)
+    return new_branch, content
+
+
+async def notify(session_id: str, message: dict[str, Any]) -> None:
+    """Send a protocol message to everyone watching the session (best effort)."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(
+            group_name(session_id), {"type": "session.event", "message": message}
+        )
+    except Exception:  # a notification must never fail the turn that was stored
+        logger.warning("Could not notify viewers of %r", session_id, exc_info=True)
+
+
+# ---- Stream events -> protocol events ------------------------------------------------------
+
+
+def _get(raw: Any, key: str, default: Any = None) -> Any:
+    return raw.get(key, default) if isinstance(raw, dict) else getattr(raw, key, default)
+
+
+def protocol_event(event: Any) -> dict[str, Any] | None:
+    """The websocket message for one SDK stream event, or ``None`` to skip it."""
+    if event.type == "raw_response_event":
+        if getattr(event.data, "type", None) == "response.output_text.delta":
+            return {"type": "delta", "text": event.data.delta}
+        return None
+    if event.type != "run_item_stream_event":
+        return None
+    raw = event.item.raw_item
+    if event.name == "tool_called":
+        arguments = _get(raw, "arguments", None)
+        if arguments is None:
+            arguments = _get(raw, "action", None) or _get(raw, "input", "") or ""
+        return {
+            "type": "tool_call",
+            "call_id": _get(raw, "call_id") or _get(raw, "id"),
+            "name": _get(raw, "name") or _get(raw, "type", "tool"),
+            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+        }
+    if event.name == "tool_output":
+        output = getattr(event.item, "output", None)
+        text = output if isinstance(output, str) else json.dumps(output, default=str)
+        return {
+            "type": "tool_output",
+            "call_id": _get(raw, "call_id") or _get(raw, "id"),
+            "output": text[:MAX_TOOL_OUTPUT_CHARS],
+        }
+    if event.name == "message_output_created":
+        from agents import ItemHelpers
+
+        return {"type": "message", "text": ItemHelpers.text_message_output(event.item)}
+    return None

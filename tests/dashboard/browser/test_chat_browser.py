@@ -1,0 +1,200 @@
+"""The live chat in headless Chromium against daphne (``ChannelsLiveServerTestCase``).
+
+daphne runs in a forked child serving HTTP and websockets with the real ASGI app and the
+offline demo model; the browser streams a reply, forks from a turn (Edit), regenerates, and
+a second tab on the review page sees the new turn arrive. Screenshots: /tmp/shots/chat_*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from asgiref.sync import SyncToAsync
+from channels.testing import ChannelsLiveServerTestCase
+from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.test import Client
+
+from tests.dashboard.builders import Writer, turn_items
+
+SHOTS = Path("/tmp/shots")
+TIMEOUT = 15_000
+
+
+def _in_thread(fn, *args):
+    """Run sync code that uses async_to_sync off Playwright's event-loop thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+@pytest.mark.browser
+class ChatBrowserTests(ChannelsLiveServerTestCase):
+    serve_static = True
+
+    @classmethod
+    def setUpClass(cls):
+        # Gotcha 4: a forked daphne must not inherit asgiref's executor without its thread.
+        SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+        super().setUpClass()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+
+    @pytest.fixture(autouse=True)
+    def _pw_page(self, page):
+        self.page = page
+        self.errors: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.set_default_timeout(TIMEOUT)
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def login(self, page=None):
+        from django.contrib.auth import get_user_model
+
+        user = get_user_model().objects.create_user("chatter", password="pw-123456789")
+        for codename in ("continue_conversation", "view_agentsession"):
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label="conversations", codename=codename)
+            )
+        client = Client()
+        client.force_login(user)
+        (page or self.page).context.add_cookies(
+            [
+                {
+                    "name": settings.SESSION_COOKIE_NAME,
+                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                    "url": self.live_server_url,
+                }
+            ]
+        )
+
+    def seed(self, session_id: str) -> None:
+        def write():
+            writer = Writer(session_id)
+            writer.turn(turn_items(1, text="Plan a weekend in Lisbon"))
+            writer.turn(turn_items(2, text="What about the budget?"))
+
+        _in_thread(write)
+
+    def chat_url(self, session_id: str, branch: str = "main") -> str:
+        return f"{self.live_server_url}/sessions/{quote(session_id)}/chat/?branch={branch}"
+
+    def frames(self) -> list[dict]:
+        received: list[dict] = []
+
+        def on_socket(ws):
+            ws.on("framereceived", lambda payload: received.append(json.loads(payload)))
+
+        self.page.on("websocket", on_socket)
+        return received
+
+    def wait_ready(self, page=None):
+        page = page or self.page
+        try:
+            page.locator("#chat-input:not([disabled])").wait_for()
+        except Exception:
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(SHOTS / "chat_debug_not_ready.png"), full_page=True)
+            raise
+
+    def send(self, text: str):
+        self.page.fill("#chat-input", text)
+        self.page.press("#chat-input", "Enter")
+
+    def wait_turn_complete(self, turn: int):
+        self.page.locator(f"article.turn-live[data-turn='{turn}'] .token-badge").wait_for()
+
+    # ---- tests --------------------------------------------------------------------------------
+
+    def test_stream_a_reply_then_edit_a_turn_into_a_new_branch(self):
+        page = self.page
+        self.login()
+        self.seed("trip/lisbon")
+        frames = self.frames()
+        page.goto(self.chat_url("trip/lisbon"))
+        self.wait_ready()
+        assert page.inner_text("#backend-label") == "offline demo model"
+        assert page.locator("article.turn[data-turn]").count() == 2
+
+        self.send("calculate 2+2*3")
+        self.wait_turn_complete(3)
+        turn = page.locator("article.turn-live[data-turn='3']")
+        assert turn.locator(".bubble-user .text").inner_text() == "calculate 2+2*3"
+        assert turn.locator(".tool-call .tool-name").inner_text().strip() == "calculate"
+        assert turn.locator(".tool-output").inner_text() == "8"
+        assert turn.locator(".bubble-assistant .text").inner_text() == "2+2*3 = 8."
+        badge = turn.locator(".token-badge").inner_text()
+        assert re.search(r"↑ \d+", badge) and re.search(r"↓ \d+", badge)
+        deltas = [f for f in frames if f["type"] == "delta"]
+        assert len(deltas) == 8 and "".join(d["text"] for d in deltas) == "2+2*3 = 8."
+        complete = next(f for f in frames if f["type"] == "turn_complete")
+        assert complete["turn"] == 3 and complete["usage"]["total_tokens"] > 0
+        assert "Turn 3 stored on main" in page.inner_text("#chat-status")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SHOTS / "chat_stream.png"), full_page=True)
+
+        # Edit turn 2: a new branch with turn 1 + the edited turn 2.
+        page.locator("article.turn[data-turn='2'] .chat-edit").click()
+        editor = page.locator("article.turn[data-turn='2'] .chat-edit-form textarea")
+        editor.fill("What about a cheaper budget? calculate 450/3")
+        page.locator("article.turn[data-turn='2'] .chat-edit-save").click()
+        page.locator("#new-branch-link").wait_for()
+        self.wait_turn_complete(2)
+        branch = page.inner_text("#current-branch")
+        assert branch.startswith("branch_from_turn_2_")
+        assert f"branch={branch}" in page.url
+        assert [int(n) for n in page.locator("article.turn").evaluate_all(
+            "els => els.map(e => e.dataset.turn)")] == [1, 2]
+        assert page.locator("article.turn-live .tool-output").inner_text() == "150"
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SHOTS / "chat_fork.png"), full_page=True)
+
+        # The review page of main shows the new branch in its tree / switcher.
+        page.goto(f"{self.live_server_url}/sessions/{quote('trip/lisbon')}/?branch=main")
+        assert page.locator(f"a:has-text('{branch}')").count() >= 1
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SHOTS / "chat_review_branches.png"), full_page=True)
+        assert not self.errors, self.errors
+
+    def test_regenerate_and_live_updates_on_the_review_page(self):
+        self.login()
+        self.seed("live-demo")
+        review = self.page
+        review.goto(f"{self.live_server_url}/sessions/live-demo/?branch=main")
+        review.wait_for_function("() => document.getElementById('live-updates')"
+                                 ".dataset.connected === '1'")
+
+        chat = review.context.new_page()
+        chat.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        chat.set_default_timeout(TIMEOUT)
+        chat.goto(self.chat_url("live-demo"))
+        self.wait_ready(chat)
+        chat.fill("#chat-input", "what time is it?")
+        chat.press("#chat-input", "Enter")
+        chat.locator("article.turn-live[data-turn='3'] .token-badge").wait_for()
+        assert "The current time is" in chat.inner_text("article.turn-live .bubble-assistant")
+
+        review.locator("#live-reload").wait_for()
+        assert review.inner_text("#live-reload") == "1 new turn — reload"
+        review.evaluate("window.scrollTo(0, 0)")
+        review.screenshot(path=str(SHOTS / "chat_live_review.png"), full_page=True)
+
+        # Regenerate turn 1 in the chat: a new branch, turn 1's message answered again.
+        chat.locator("article.turn[data-turn='1'] .chat-regenerate").click()
+        chat.locator("#new-branch-link").wait_for()
+        chat.locator("article.turn-live[data-turn='1'] .token-badge").wait_for()
+        assert chat.locator("article.turn").count() == 1
+        assert "Plan a weekend in Lisbon" in chat.inner_text("article.turn-live .bubble-user")
+        chat.evaluate("window.scrollTo(0, 0)")
+        chat.screenshot(path=str(SHOTS / "chat_regenerate.png"), full_page=True)
+        review.locator(".live-branch").wait_for()
+        assert "from turn 1" in review.inner_text(".live-branch")
+        review.locator("#live-reload").click()
+        review.wait_for_load_state()
+        assert review.locator("article.turn[data-turn]").count() == 3
+        chat.close()
+        assert not self.errors, self.errors

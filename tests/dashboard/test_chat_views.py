@@ -1,0 +1,101 @@
+"""The chat pages (``session_chat``, ``chat_new``) and the review page's chat hooks."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from tests.dashboard.builders import Writer, turn_items
+
+pytestmark = pytest.mark.django_db
+
+
+def _user(django_user_model, name: str, *codenames: str):
+    user = django_user_model.objects.create_user(username=name, password="pw-123456789")
+    for codename in codenames:
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label="conversations", codename=codename)
+        )
+    return user
+
+
+@pytest.fixture
+def chat_client(client, django_user_model):
+    client.force_login(
+        _user(django_user_model, "chatter", "continue_conversation", "view_agentsession")
+    )
+    return client
+
+
+def test_url_names():
+    assert reverse("chat_new") == "/chat/new/"
+    assert reverse("session_chat", kwargs={"session_id": "a/b c"}) == "/sessions/a/b%20c/chat/"
+
+
+def test_chat_pages_need_login_and_the_chat_permission(client, django_user_model):
+    chat = reverse("session_chat", kwargs={"session_id": "s"})
+    for url in (chat, reverse("chat_new")):
+        response = client.get(url)
+        assert response.status_code == 302 and response.url.startswith(reverse("login"))
+    client.force_login(_user(django_user_model, "viewer", "view_agentsession"))
+    assert client.get(chat).status_code == 403
+    assert client.get(reverse("chat_new")).status_code == 403
+
+
+def test_new_conversation_redirects_to_a_fresh_chat(chat_client):
+    first = chat_client.get(reverse("chat_new"))
+    second = chat_client.get(reverse("chat_new"))
+    assert first.status_code == second.status_code == 302
+    assert first.url != second.url
+    path = urlsplit(first.url)
+    assert path.path.startswith("/sessions/chat-") and path.path.endswith("/chat/")
+    assert parse_qs(path.query) == {"branch": ["main"]}
+    page = chat_client.get(first.url)
+    assert page.status_code == 200
+    assert b"A new conversation" in page.content
+    assert b"offline demo model" in page.content
+
+
+def test_chat_page_renders_the_branch_history_with_the_review_partials(chat_client):
+    writer = Writer("team/q3 plan")
+    writer.turn(turn_items(1, text="first question"))
+    writer.turn(turn_items(2, text="second <b>question</b>", tool=True))
+    url = reverse("session_chat", kwargs={"session_id": "team/q3 plan"}) + "?branch=main"
+    response = chat_client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('class="turn') >= 2 and 'data-turn="2"' in html
+    assert "second &lt;b&gt;question&lt;/b&gt;" in html  # escaped
+    assert f'data-ws-path="/ws/chat/{quote("team/q3 plan", safe="")}/"' in html
+    assert 'data-branch="main"' in html
+    assert 'id="backend-label"' in html and "offline demo model" in html
+    assert "csrfmiddlewaretoken" in html
+    assert "dashboard/js/chat.js" in html
+
+
+def test_unknown_branch_of_an_existing_session_starts_empty(chat_client):
+    Writer("s1").turn(turn_items(1))
+    response = chat_client.get(reverse("session_chat", kwargs={"session_id": "s1"}) + "?branch=new")
+    assert response.status_code == 200
+    assert b"has no turns yet" in response.content
+
+
+def test_review_page_links_to_the_chat_and_loads_live_updates(chat_client):
+    Writer("s2").turn(turn_items(1))
+    response = chat_client.get(reverse("session_detail", kwargs={"session_id": "s2"}))
+    html = response.content.decode()
+    assert 'id="continue-branch"' in html
+    assert reverse("session_chat", kwargs={"session_id": "s2"}) + "?branch=main" in html
+    assert 'id="live-updates"' in html and 'data-ws-path="/ws/sessions/s2/"' in html
+    assert "dashboard/js/live.js" in html
+
+
+def test_review_page_hides_continue_without_the_chat_permission(client, django_user_model):
+    Writer("s3").turn(turn_items(1))
+    client.force_login(_user(django_user_model, "viewer", "view_agentsession"))
+    html = client.get(reverse("session_detail", kwargs={"session_id": "s3"})).content.decode()
+    assert 'id="continue-branch"' not in html
+    assert 'id="live-updates"' in html  # viewers still get live updates
