@@ -10,18 +10,14 @@ from urllib.parse import urlencode
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
 from conversations.models import MAIN_BRANCH
 
 from . import selectors
+from .chat_views import CHAT_PERMISSION, chat_url
 
 VIEW_PERMISSION = "conversations.view_agentsession"
-SESSION_ACTION_TEMPLATES = (
-    "dashboard/chat_session_actions.html",
-    "dashboard/partials/_session_actions.html",
-)
 
 
 def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -41,17 +37,6 @@ def _date(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
-
-
-def _chat_url(session_id: str, branch_id: str) -> str | None:
-    """The live-chat page for this branch, once the chat app provides ``chat``."""
-    for name in ("chat", "dashboard:chat"):
-        try:
-            url = reverse(name, kwargs={"session_id": session_id})
-        except NoReverseMatch:
-            continue
-        return f"{url}?{urlencode({'branch': branch_id})}"
-    return None
 
 
 # Session list -----------------------------------------------------------------------------
@@ -98,10 +83,10 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     other = detail.branch.parent_id or next((b for b in detail.tree.order if b != branch_id), None)
     context = {
         "detail": detail,
-        "chat_url": _chat_url(session_id, branch_id),
+        "chat_url": (
+            chat_url(session_id, branch_id) if request.user.has_perm(CHAT_PERMISSION) else None
+        ),
         "compare_url": selectors.compare_url(session_id, other, branch_id) if other else None,
-        # The chat app may provide the first template to replace the default action bar.
-        "session_action_templates": SESSION_ACTION_TEMPLATES,
     }
     return render(request, "dashboard/session_detail.html", context)
 
