@@ -40,15 +40,21 @@ def chat_url(session_id: str, branch_id: str = MAIN_BRANCH) -> str:
     return f"{url}?{urlencode({'branch': branch_id})}"
 
 
-def _history(session_id: str, branch_id: str) -> tuple[Any, bool]:
-    """(the branch's latest turns as the review page's ``TurnPage`` or ``None``, exists)."""
+def _history(session_id: str, branch_id: str, turn: int | None) -> tuple[Any, bool]:
+    """(the branch's turns as the review page's ``TurnPage`` or ``None``, exists).
+
+    The latest turns, or the window around ``turn`` when one is asked for ("Fork from here").
+    """
     exists = AgentSession.objects.filter(session_id=session_id).exists()
     if not exists:
         return None, False
     tree = selectors.branch_tree_get(session_id=session_id)
     if branch_id not in tree:
         return None, True
-    return selectors.turn_page_get(tree=tree, branch_id=branch_id, size=CHAT_HISTORY_TURNS), True
+    page = selectors.turn_page_get(
+        tree=tree, branch_id=branch_id, turn=turn, size=CHAT_HISTORY_TURNS
+    )
+    return page, True
 
 
 @require_GET
@@ -56,11 +62,16 @@ def _history(session_id: str, branch_id: str) -> tuple[Any, bool]:
 def session_chat(request: HttpRequest, session_id: str) -> HttpResponse:
     """The chat page: the branch's history, an input box, streamed answers."""
     branch_id = request.GET.get("branch") or MAIN_BRANCH
-    page, exists = _history(session_id, branch_id)
+    fork = request.GET.get("fork", "")
+    fork_turn = int(fork) if fork.isdecimal() and 0 < len(fork) < 10 else None
+    page, exists = _history(session_id, branch_id, fork_turn)
+    if page is None or fork_turn not in range(page.first, page.last + 1):
+        fork_turn = None  # not a turn of this branch: a plain chat page
     context = {
         "session_id": session_id,
         "branch_id": branch_id,
         "page": page,
+        "fork_turn": fork_turn,
         "session_exists": exists,
         "review_url": selectors.session_url(session_id, branch_id) if page else None,
         "ws_path": f"/ws/chat/{quote(session_id, safe='')}/",

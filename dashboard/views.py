@@ -25,6 +25,11 @@ def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpRe
     return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
 
 
+def _chat_url_for(request: HttpRequest, session_id: str, branch_id: str) -> str | None:
+    """The branch's chat page, for users who may chat ("Continue", "Fork from here")."""
+    return chat_url(session_id, branch_id) if request.user.has_perm(CHAT_PERMISSION) else None
+
+
 def _int(value: str | None, default: int | None = None) -> int | None:
     try:
         return int(value) if value not in (None, "") else default
@@ -83,9 +88,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     other = detail.branch.parent_id or next((b for b in detail.tree.order if b != branch_id), None)
     context = {
         "detail": detail,
-        "chat_url": (
-            chat_url(session_id, branch_id) if request.user.has_perm(CHAT_PERMISSION) else None
-        ),
+        "chat_url": _chat_url_for(request, session_id, branch_id),
         "compare_url": selectors.compare_url(session_id, other, branch_id) if other else None,
     }
     return render(request, "dashboard/session_detail.html", context)
@@ -95,13 +98,15 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
 @reviewer_required
 def session_turns(request: HttpRequest, session_id: str) -> HttpResponse:
     """Turns ``start..end`` as an HTML fragment ("load earlier" without a page reload)."""
+    branch_id = request.GET.get("branch") or MAIN_BRANCH
     page = selectors.turn_fragment_get(
         session_id=session_id,
-        branch_id=request.GET.get("branch") or MAIN_BRANCH,
+        branch_id=branch_id,
         start=_int(request.GET.get("start"), 1) or 1,
         end=_int(request.GET.get("end"), 1) or 1,
     )
-    return render(request, "dashboard/partials/_turn_list.html", {"page": page})
+    context = {"page": page, "fork_base": _chat_url_for(request, session_id, branch_id)}
+    return render(request, "dashboard/partials/_turn_list.html", context)
 
 
 @require_GET

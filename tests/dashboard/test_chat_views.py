@@ -98,4 +98,45 @@ def test_review_page_hides_continue_without_the_chat_permission(client, django_u
     client.force_login(_user(django_user_model, "viewer", "view_agentsession"))
     html = client.get(reverse("session_detail", kwargs={"session_id": "s3"})).content.decode()
     assert 'id="continue-branch"' not in html
+    assert 'class="fork-link"' not in html
     assert 'id="live-updates"' in html  # viewers still get live updates
+
+
+def test_every_review_turn_links_to_fork_from_it_in_the_chat(chat_client):
+    writer = Writer("team/q3 plan")
+    for n in (1, 2, 3):
+        writer.turn(turn_items(n))
+    chat = reverse("session_chat", kwargs={"session_id": "team/q3 plan"})
+    html = chat_client.get(
+        reverse("session_detail", kwargs={"session_id": "team/q3 plan"})
+    ).content.decode()
+    for n in (1, 2, 3):
+        assert f'class="fork-link" href="{chat}?branch=main&amp;fork={n}"' in html
+    # The "load earlier" fragment carries the links too.
+    fragment = chat_client.get(
+        reverse("session_turns", kwargs={"session_id": "team/q3 plan"}),
+        {"branch": "main", "start": 1, "end": 2},
+    ).content.decode()
+    assert f"{chat}?branch=main&amp;fork=1" in fragment and "fork=3" not in fragment
+
+
+@pytest.mark.parametrize(("fork", "expected"), [("2", 2), ("9", None), ("x", None), ("-1", None)])
+def test_chat_page_opens_the_requested_turn_for_editing(chat_client, fork, expected):
+    writer = Writer("s4")
+    for n in (1, 2, 3):
+        writer.turn(turn_items(n))
+    url = reverse("session_chat", kwargs={"session_id": "s4"})
+    html = chat_client.get(url, {"branch": "main", "fork": fork}).content.decode()
+    if expected is None:
+        assert "data-fork-turn" not in html
+    else:
+        assert f'data-fork-turn="{expected}"' in html and f'data-turn="{expected}"' in html
+
+
+def test_fork_window_includes_an_old_turn_of_a_long_branch(chat_client):
+    writer = Writer("long")
+    for n in range(1, 41):
+        writer.turn(turn_items(n))
+    url = reverse("session_chat", kwargs={"session_id": "long"})
+    html = chat_client.get(url, {"branch": "main", "fork": "3"}).content.decode()
+    assert 'data-fork-turn="3"' in html and 'data-turn="3"' in html

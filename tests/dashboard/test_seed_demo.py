@@ -69,10 +69,12 @@ def test_seed_demo_long_session_and_missing_usage(seeded):
     assert math.missing_turns == (2, 3)
 
 
-def test_seed_demo_debug_user_has_view_permission(seeded):
+def test_seed_demo_debug_user_may_browse_and_chat(seeded):
     out, _ = seeded
     user = get_user_model().objects.get(username="demo")
     assert user.has_perm("conversations.view_agentsession")
+    assert user.has_perm("conversations.continue_conversation")
+    assert not user.is_staff
     assert "password" in out
 
 

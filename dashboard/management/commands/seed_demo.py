@@ -7,7 +7,7 @@ tools, with an offline ``ScriptedModel`` standing in for the LLM, and stored thr
 The long session (300+ turns) is appended in ``add_items`` batches for speed.
 
 Idempotent: a session that already exists is skipped. With ``DEBUG`` on, a ``demo`` reviewer
-account with view permission is created (or reset) and its dev-only password printed.
+account that may browse and chat is created (or reset) and its dev-only password printed.
 """
 
 from __future__ import annotations
@@ -610,13 +610,15 @@ class Command(BaseCommand):
     def _demo_user(self) -> None:
         """A dev-only reviewer. Never created when DEBUG is off."""
         user_model = get_user_model()
-        permission = Permission.objects.get(
-            content_type__app_label="conversations", codename="view_agentsession"
+        # Browse every session and continue any branch in the live chat.
+        permissions = Permission.objects.filter(
+            content_type__app_label="conversations",
+            codename__in=("view_agentsession", "continue_conversation"),
         )
         user = user_model.objects.filter(username=DEMO_USERNAME).first()
         if user is not None:
             # Re-running changes nothing: the password printed the first time still works.
-            user.user_permissions.add(permission)
+            user.user_permissions.add(*permissions)
             self.stdout.write(
                 f"Demo reviewer '{DEMO_USERNAME}' exists (password unchanged; "
                 f"reset it with: manage.py changepassword {DEMO_USERNAME})."
@@ -624,7 +626,7 @@ class Command(BaseCommand):
             return
         password = secrets.token_urlsafe(12)
         user = user_model.objects.create_user(username=DEMO_USERNAME, password=password)
-        user.user_permissions.add(permission)
+        user.user_permissions.add(*permissions)
         self.stdout.write(
             f"Demo reviewer (DEBUG only): username '{DEMO_USERNAME}', password '{password}'"
         )

@@ -106,6 +106,17 @@
     area.focus();
   }
 
+  // "Fork from here" on the review page opens the chat with ?fork=N: edit turn N once ready.
+  function openRequestedEdit() {
+    const turn = page.dataset.forkTurn;
+    if (!turn) return;
+    delete page.dataset.forkTurn;
+    const article = turns().find((a) => a.dataset.turn === turn);
+    if (!article) return;
+    startEdit(article);
+    article.scrollIntoView({ block: "center" });
+  }
+
   function regenerate(article) {
     if (running) return;
     const turn = Number(article.dataset.turn);
@@ -194,6 +205,7 @@
       setStatus("Connected · " + msg.backend, "muted");
       setEnabled(!running);
       turns().forEach(addTurnTools);
+      openRequestedEdit();
     },
     branch_created(msg) {
       branch = msg.branch_id;

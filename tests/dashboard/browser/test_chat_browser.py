@@ -160,6 +160,40 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         page.screenshot(path=str(SHOTS / "chat_review_branches.png"), full_page=True)
         assert not self.errors, self.errors
 
+    def test_fork_from_here_on_the_review_page_opens_a_new_branch_in_the_switcher(self):
+        page = self.page
+        self.login()
+        self.seed("trip/porto")
+        page.goto(f"{self.live_server_url}/sessions/{quote('trip/porto')}/?branch=main")
+        fork = page.locator("article.turn[data-turn='2'] a.fork-link")
+        assert fork.inner_text() == "Fork from here"
+        fork.click()
+
+        # The chat opens with turn 2 ready to edit.
+        self.wait_ready()
+        editor = page.locator("article.turn[data-turn='2'] .chat-edit-form textarea")
+        editor.wait_for()
+        assert editor.input_value() == "What about the budget?"
+        page.screenshot(path=str(SHOTS / "chat_fork_from_review.png"), full_page=True)
+        editor.fill("What about a budget of 300? calculate 300/3")
+        page.locator("article.turn[data-turn='2'] .chat-edit-save").click()
+        page.locator("#new-branch-link").wait_for()
+        self.wait_turn_complete(2)
+        branch = page.inner_text("#current-branch")
+        assert branch.startswith("branch_from_turn_2_")
+
+        # Back on the review page, turn 2's switcher counts the new sibling and leads to it.
+        page.goto(f"{self.live_server_url}/sessions/{quote('trip/porto')}/?branch=main")
+        switcher = page.locator("article.turn[data-turn='2'] .branch-switcher")
+        assert switcher.locator(".switch-pos").inner_text() == "1/2"
+        switcher.locator("a.switch-next").click()
+        page.wait_for_url(f"**branch={branch}**")
+        assert page.locator("article.turn[data-turn]").count() == 2
+        assert "300/3" in page.inner_text("article.turn[data-turn='2'] .turn-user")
+        assert page.locator("article.turn[data-turn='2'] .switch-pos").inner_text() == "2/2"
+        page.screenshot(path=str(SHOTS / "chat_fork_switcher.png"), full_page=True)
+        assert not self.errors, self.errors
+
     def test_regenerate_and_live_updates_on_the_review_page(self):
         self.login()
         self.seed("live-demo")
