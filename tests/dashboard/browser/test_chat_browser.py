@@ -147,8 +147,12 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         branch = page.inner_text("#current-branch")
         assert branch.startswith("branch_from_turn_2_")
         assert f"branch={branch}" in page.url
-        assert [int(n) for n in page.locator("article.turn").evaluate_all(
-            "els => els.map(e => e.dataset.turn)")] == [1, 2]
+        assert [
+            int(n)
+            for n in page.locator("article.turn").evaluate_all(
+                "els => els.map(e => e.dataset.turn)"
+            )
+        ] == [1, 2]
         assert page.locator("article.turn-live .tool-output").inner_text() == "150"
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / "chat_fork.png"), full_page=True)
@@ -199,8 +203,9 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         self.seed("live-demo")
         review = self.page
         review.goto(f"{self.live_server_url}/sessions/live-demo/?branch=main")
-        review.wait_for_function("() => document.getElementById('live-updates')"
-                                 ".dataset.connected === '1'")
+        review.wait_for_function(
+            "() => document.getElementById('live-updates').dataset.connected === '1'"
+        )
 
         chat = review.context.new_page()
         chat.on("pageerror", lambda exc: self.errors.append(str(exc)))
