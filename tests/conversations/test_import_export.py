@@ -130,10 +130,7 @@ def test_tree_import_rejects_malformed_trees(tree):
 
 @pytest.mark.skipif(
     "connection.vendor != 'sqlite'",
-    reason=(
-        "PostgreSQL's jsonb cannot store undecodable text; "
-        "covered there by the import skip report"
-    ),
+    reason="jsonb cannot store undecodable text (PostgreSQL: see the import skip report)",
 )
 def test_undecodable_message_survives_the_round_trip_on_sqlite():
     session = DjangoSession(session_id="u")
