@@ -330,5 +330,8 @@
   }
 
   turns().forEach((article) => { if (article.dataset.turn) addTurnTools(article); });
+  if (!page.dataset.forkTurn && !window.location.hash) {
+    window.scrollTo({ top: document.body.scrollHeight, behavior: "instant" });  // latest turn
+  }
   connect();
 })();
