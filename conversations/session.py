@@ -858,7 +858,10 @@ class DjangoSession(SessionABC):
 
     @_db_operation
     def _list_branches_sync(self) -> list[dict[str, Any]]:
-        current = self._resolve_read_branch(None)
+        rows = self._execute(self._sql.branch_summaries, [self.session_id, self.session_id])
+        # Each row carries the clear generation (NULL: never written); no rows, no generation.
+        self._observe_generation((rows[0][4] or 0) if rows else self._durable_generation())
+        current = self._current_branch_id
         return [
             {
                 "branch_id": branch,
@@ -867,9 +870,7 @@ class DjangoSession(SessionABC):
                 "is_current": branch == current,
                 "created_at": _sdk_timestamp(created_at),
             }
-            for branch, message_count, user_turns, created_at in self._execute(
-                self._sql.branch_summaries, [self.session_id]
-            )
+            for branch, message_count, user_turns, created_at, _generation in rows
         ]
 
     @_db_operation

@@ -163,10 +163,13 @@ def _build(vendor: str) -> SessionSQL:
             f"input_tokens_details, output_tokens_details FROM {tu} "
             "WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
         ),
+        # The session's clear generation rides along (list_branches needs it to resolve the
+        # current branch): one statement instead of two. Takes the session id twice.
         branch_summaries=(
             "SELECT branch_id, COUNT(*), "
             "COUNT(CASE WHEN message_type = 'user' THEN 1 END), "
-            f"{ts('MIN(created_at)')} AS first_at "
+            f"{ts('MIN(created_at)')} AS first_at, "
+            f"(SELECT generation FROM {scg} WHERE session_id = %s) "
             f"FROM {ms} WHERE session_id = %s GROUP BY branch_id ORDER BY first_at, branch_id"
         ),
         user_turns=(
