@@ -118,6 +118,20 @@ def _input_text(system_instructions: str | None, items: list[Any]) -> str:
     return " ".join(parts)
 
 
+def token_usage(
+    input_tokens: int, output_tokens: int, *, cached: int = 0, reasoning: int = 0, requests: int = 1
+) -> Usage:
+    """One run's ``Usage`` as a real backend reports it (total = input + output)."""
+    return Usage(
+        requests=requests,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+        input_tokens_details=InputTokensDetails(cached_tokens=cached, cache_write_tokens=0),
+        output_tokens_details=OutputTokensDetails(reasoning_tokens=reasoning),
+    )
+
+
 class OfflineModel(Model):
     """Deterministic, token-streaming, tool-calling demo model (no network)."""
 
@@ -203,41 +217,27 @@ class OfflineModel(Model):
             output_index=index,
             sequence_number=seq(),
         )
+        part = {"item_id": item.id, "output_index": index, "content_index": 0}
         yield ResponseContentPartAddedEvent(
             type="response.content_part.added",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
             part=ResponseOutputText(type="output_text", text="", annotations=[], logprobs=[]),
             sequence_number=seq(),
+            **part,
         )
         for token in tokenize(text):
             await self._pause()
             yield ResponseTextDeltaEvent(
                 type="response.output_text.delta",
-                item_id=item.id,
-                output_index=index,
-                content_index=0,
                 delta=token,
                 logprobs=[],
                 sequence_number=seq(),
+                **part,
             )
         yield ResponseTextDoneEvent(
-            type="response.output_text.done",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
-            text=text,
-            logprobs=[],
-            sequence_number=seq(),
+            type="response.output_text.done", text=text, logprobs=[], sequence_number=seq(), **part
         )
         yield ResponseContentPartDoneEvent(
-            type="response.content_part.done",
-            item_id=item.id,
-            output_index=index,
-            content_index=0,
-            part=item.content[0],
-            sequence_number=seq(),
+            type="response.content_part.done", part=item.content[0], sequence_number=seq(), **part
         )
         yield ResponseOutputItemDoneEvent(
             type="response.output_item.done", item=item, output_index=index, sequence_number=seq()
@@ -356,13 +356,7 @@ class OfflineModel(Model):
             for item in output
         )
         output_tokens = count_tokens(produced)
-        usage = Usage(
-            requests=1,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
-        )
-        return output, usage
+        return output, token_usage(input_tokens, output_tokens)
 
     @staticmethod
     def _message(text: str, turn: int) -> ResponseOutputMessage:

@@ -17,9 +17,9 @@ from agents.usage import Usage
 from asgiref.sync import async_to_sync as _async_to_sync
 from asgiref.sync import sync_to_async
 from django.db import connections
-from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 from conversations.session import DjangoSession
+from dashboard.offline_model import token_usage
 
 
 def async_to_sync(function: Any) -> Any:
@@ -50,15 +50,7 @@ class _Result:
         self.context_wrapper = type("Ctx", (), {"usage": usage})()
 
 
-def usage(input_tokens: int, output_tokens: int, *, cached: int = 0, reasoning: int = 0) -> Usage:
-    return Usage(
-        requests=1,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=input_tokens + output_tokens,
-        input_tokens_details=InputTokensDetails(cached_tokens=cached, cache_write_tokens=0),
-        output_tokens_details=OutputTokensDetails(reasoning_tokens=reasoning),
-    )
+usage = token_usage
 
 
 def turn_items(n: int, *, text: str | None = None, tool: bool = False) -> list[dict[str, Any]]:

@@ -31,10 +31,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
-from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 from conversations.models import AgentSession
 from conversations.session import DjangoSession
+from dashboard.offline_model import token_usage
 
 DEMO_USERNAME = "demo"
 LONG_SESSION_ID = "demo/long-support-thread"
@@ -137,15 +137,11 @@ def _usage(prompt_chars: int, answer: str, *, reasoning: bool, calls: int) -> Us
     n = next(_ids)
     input_tokens = 180 + prompt_chars // 3 + 40 * calls + (n * 37) % 90
     output_tokens = 20 + len(answer) // 4 + 25 * calls + (n * 13) % 40
-    cached = (input_tokens // 2) if n % 3 == 0 else 0
-    reasoning_tokens = 32 + (n * 7) % 64 if reasoning else 0
-    return Usage(
-        requests=1,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=input_tokens + output_tokens,
-        input_tokens_details=InputTokensDetails(cached_tokens=cached, cache_write_tokens=0),
-        output_tokens_details=OutputTokensDetails(reasoning_tokens=reasoning_tokens),
+    return token_usage(
+        input_tokens,
+        output_tokens,
+        cached=(input_tokens // 2) if n % 3 == 0 else 0,
+        reasoning=32 + (n * 7) % 64 if reasoning else 0,
     )
 
 
@@ -544,15 +540,8 @@ async def _seed_long() -> None:
     for n in range(2, LONG_SESSION_TURNS + 1):
         items, input_tokens, output_tokens = _long_turn_items(n)
         await s.add_items(items)
-        usage = Usage(
-            requests=1 + (n % 4 == 0),
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
-            input_tokens_details=InputTokensDetails(
-                cached_tokens=input_tokens // 2, cache_write_tokens=0
-            ),
-            output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+        usage = token_usage(
+            input_tokens, output_tokens, cached=input_tokens // 2, requests=1 + (n % 4 == 0)
         )
         await s.store_run_usage(_UsageResult(usage))  # type: ignore[arg-type]
     await s.create_branch_from_turn(300, "retry-from-300")
