@@ -45,6 +45,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.html import escape
 from django.utils.timezone import is_naive, make_aware
 
+from conversations.classify import TOOL_CALL_TYPES
 from conversations.fields import UndecodableJSON
 from conversations.models import (
     MAIN_BRANCH,
@@ -1090,6 +1091,7 @@ class UsageSeries:
     cumulative: tuple[CumulativeLine, ...]
     branch_tokens: int  # tokens along the whole path of this branch (shared prefix included)
     missing_turns: tuple[int, ...]
+    tool_calls: tuple[tuple[int, str, int], ...] = ()  # (turn, tool, calls) on this branch
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -1119,11 +1121,29 @@ class UsageSeries:
                 }
                 for line in self.cumulative
             ],
+            "tool_calls": [
+                {"turn": turn, "tool": tool, "calls": calls}
+                for turn, tool, calls in self.tool_calls
+            ],
         }
 
 
+def _tool_calls(session_id: str, branch_id: str) -> tuple[tuple[int, str, int], ...]:
+    """(turn, tool, calls) along a branch (its rows include the shared prefix), by turn."""
+    table = connection.ops.quote_name(MessageStructure._meta.db_table)
+    kinds = ", ".join(["%s"] * len(TOOL_CALL_TYPES))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT branch_turn_number, COALESCE(tool_name, message_type), COUNT(*) FROM {table} "
+            f"WHERE session_id = %s AND branch_id = %s AND message_type IN ({kinds}) "
+            "GROUP BY branch_turn_number, COALESCE(tool_name, message_type) ORDER BY 1, 2",
+            [session_id, branch_id, *TOOL_CALL_TYPES],
+        )
+        return tuple((turn, tool, calls) for turn, tool, calls in cursor.fetchall())
+
+
 def usage_series_get(*, session_id: str, branch_id: str) -> UsageSeries:
-    """Per-turn usage of a branch and cumulative lines for every branch: 4 queries.
+    """Per-turn usage and tool calls of a branch, cumulative lines for every branch: 5 queries.
 
     A branch's cumulative line counts its shared prefix (the owners' rows) and starts at
     its fork turn, so the lines of all branches meet where they diverge.
@@ -1191,6 +1211,7 @@ def usage_series_get(*, session_id: str, branch_id: str) -> UsageSeries:
         cumulative=tuple(lines),
         branch_tokens=path_total,
         missing_turns=tuple(missing),
+        tool_calls=_tool_calls(session_id, branch_id),
     )
 
 

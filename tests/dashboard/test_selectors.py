@@ -52,6 +52,31 @@ def test_switcher_groups_branches_sharing_the_turn(trip):
     assert trip.siblings_at("tokyo", 4) == ("tokyo", "tokyo/nikko")
 
 
+def test_usage_series_counts_tool_calls_per_turn_along_the_branch(trip):
+    def calls(branch):
+        return selectors.usage_series_get(session_id="trip", branch_id=branch).tool_calls
+
+    assert calls("main") == ((1, "calculator", 1), (3, "calculator", 1))
+    # Shared turns 1-2 come with the copy; tokyo's own turn 3 calls the tool, turn 4 does not.
+    assert calls("tokyo") == ((1, "calculator", 1), (3, "calculator", 1))
+    assert calls("bigger budget") == ((1, "calculator", 1), (3, "calculator", 1))
+    Writer("quiet").turn(turn_items(1))
+    assert selectors.usage_series_get(session_id="quiet", branch_id="main").tool_calls == ()
+
+
+def test_tool_calls_group_by_tool_and_skip_outputs():
+    writer = Writer("loop")
+    items = turn_items(1, tool=True)
+    items[1:1] = [
+        {"type": "function_call", "name": "search", "call_id": f"s{i}", "arguments": "{}"}
+        for i in range(3)
+    ] + [{"type": "function_call_output", "call_id": f"s{i}", "output": "x"} for i in range(3)]
+    writer.turn(items)
+    series = selectors.usage_series_get(session_id="loop", branch_id="main")
+    assert series.tool_calls == ((1, "calculator", 1), (1, "search", 3))
+    assert series.as_json()["tool_calls"][1] == {"turn": 1, "tool": "search", "calls": 3}
+
+
 def test_turns_get_pairs_tool_calls_with_outputs(trip):
     turns = selectors.turns_get(tree=trip, branch_id="main", first=1, last=1)
     (tool,) = [i.tool for i in turns[0].items if i.kind == "tool"]

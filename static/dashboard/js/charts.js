@@ -11,6 +11,44 @@
   Chart.defaults.borderColor = v("--border");
   Chart.defaults.font.family = "system-ui, sans-serif";
 
+  // Tool calls per turn, one stacked dataset per tool (null: the branch called no tool).
+  function drawTools(data, labels) {
+    var figure = document.getElementById("tool-chart-figure");
+    var byTool = {};
+    data.tool_calls.forEach(function (row) {
+      (byTool[row.tool] = byTool[row.tool] || {})[row.turn] = row.calls;
+    });
+    var names = Object.keys(byTool).sort();
+    var summary = document.getElementById("chart-tools-summary");
+    if (!names.length) {
+      summary.textContent = "No tool calls on this branch.";
+      figure.querySelector(".chart-box").hidden = true;
+      return null;
+    }
+    summary.textContent = names.map(function (name) {
+      var total = 0;
+      Object.keys(byTool[name]).forEach(function (turn) { total += byTool[name][turn]; });
+      return name + " × " + total;
+    }).join(" · ");
+    return new Chart(document.getElementById("chart-tools"), {
+      type: "bar",
+      data: {
+        labels: labels,
+        datasets: names.map(function (name, i) {
+          return { label: name, stack: "tools", backgroundColor: palette[i % palette.length],
+                   data: labels.map(function (turn) { return byTool[name][turn] || 0; }) };
+        })
+      },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false,
+        scales: { x: { stacked: true, title: { display: true, text: "turn" }, ticks: { autoSkip: true, maxTicksLimit: 12 } },
+                  y: { stacked: true, beginAtZero: true, grace: "10%", ticks: { precision: 0 }, title: { display: true, text: "calls" } } },
+        plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } },
+        onClick: function (evt, elements) { if (elements.length) { location.hash = "turn-" + labels[elements[0].index]; } }
+      }
+    });
+  }
+
   fetch(section.dataset.usageUrl, { credentials: "same-origin" })
     .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
     .then(function (data) {
@@ -55,7 +93,8 @@
           plugins: { legend: { position: "bottom", labels: { boxWidth: 12 } } }
         }
       });
-      window.forkviewCharts = { perTurn: perTurn, cumulative: cumulative, data: data };
+      var tools = drawTools(data, labels);
+      window.forkviewCharts = { perTurn: perTurn, cumulative: cumulative, tools: tools, data: data };
       section.dataset.ready = "true";
     })
     .catch(function (err) {

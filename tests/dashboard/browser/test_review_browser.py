@@ -88,6 +88,11 @@ def test_charts_draw_usage_json(live_server, page, reviewer, trip):
                    return n; }"""
     )
     assert painted > 500
+    tools = page.evaluate(
+        "() => window.forkviewCharts.tools.data.datasets.map(d => [d.label, d.data])"
+    )
+    assert tools == [["calculator", [1, 0, 1, 0]]]
+    assert page.inner_text("#chart-tools-summary") == "calculator × 2"
     page.locator("#token-charts").screenshot(path=str(SHOTS / "charts.png"))
 
 
