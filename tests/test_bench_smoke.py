@@ -1,4 +1,5 @@
-"""Smoke test: ``bench/session_bench.py --quick`` runs and prints its tables.
+"""Smoke tests: ``bench/session_bench.py --quick`` and ``bench/chat_bench.py --quick`` run and
+print their tables.
 
 Speed targets live in the benchmark's output only; nothing here asserts a timing.
 """
@@ -42,3 +43,25 @@ def test_session_bench_quick_prints_tables(tmp_path: Path) -> None:
     assert "== Targets ==" in out
     assert "targets met" in out
     assert "USING INDEX idx_structure_branch_seq" in out
+
+
+def test_chat_bench_quick_prints_tables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_DATABASE_URL"}
+    proc = subprocess.run(
+        [sys.executable, "bench/chat_bench.py", "--quick", "--workdir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    assert "== 1. Chat path overhead per turn" in out
+    for row in ("text reply", "tool call + reply", "time to first delta", "turn duration"):
+        assert row in out, row
+    assert "concurrent chats on one daphne process" in out
+    assert "-- storage check after the run" in out
+    assert "== Targets ==" in out
+    assert "targets met" in out
