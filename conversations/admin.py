@@ -16,21 +16,30 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, path, reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from . import classify, services
 from .fields import UndecodableJSON
-from .forms import AgentMessageForm, BranchRenameForm, SessionDuplicateForm, TurnUsageForm
+from .forms import (
+    USAGE_NUMBER_FIELDS,
+    AgentMessageForm,
+    BranchRenameForm,
+    SessionDuplicateForm,
+    TurnUsageForm,
+)
 from .models import (
     MAIN_BRANCH,
     AgentMessage,
@@ -41,7 +50,12 @@ from .models import (
     TurnUsage,
 )
 
+admin.site.site_header = "Forkview administration"
+admin.site.site_title = "Forkview admin"
+
 PREVIEW_LENGTH = 90
+#: The session page lists this many messages; the messages changelist has them all.
+SESSION_PAGE_MESSAGES = 200
 
 
 # ---- Links -------------------------------------------------------------------------------
@@ -55,12 +69,21 @@ def review_url(session_id: str) -> str | None:
         return None
 
 
+def with_query(url: str, **params: Any) -> str:
+    """``url`` with ``params`` as its (URL-encoded) query string; a list value repeats the key.
+
+    Query values are plain strings for ``request.GET``: the admin's ``quote()`` is for ids
+    in the path only.
+    """
+    return f"{url}?{urlencode(params, doseq=True)}" if params else url
+
+
 def export_url(session_id: str, fmt: str, branch_id: str | None = None) -> str | None:
     try:
         url = reverse("session_export", args=[session_id, fmt])
     except NoReverseMatch:
         return None
-    return f"{url}?branch={quote(branch_id)}" if branch_id else url
+    return with_query(url, branch=branch_id) if branch_id else url
 
 
 def admin_change_link(obj: Any, text: Any = None) -> SafeString:
@@ -72,8 +95,24 @@ def admin_change_link(obj: Any, text: Any = None) -> SafeString:
 def changelist_link(model: type, text: str, **filters: Any) -> SafeString:
     opts = model._meta
     url = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
-    query = "&".join(f"{k}={quote(str(v))}" for k, v in filters.items())
-    return format_html('<a href="{}?{}">{}</a>', url, SafeString(query), text)
+    return format_html('<a href="{}">{}</a>', with_query(url, **filters), text)
+
+
+def local_datetime(value: Any) -> str:
+    """A datetime as the admin shows its own (local time, ``DATETIME_FORMAT``); ``-`` if none."""
+    if value is None:
+        return "-"
+    return formats.date_format(timezone.template_localtime(value), "DATETIME_FORMAT")
+
+
+def column(field: str, label: str) -> Any:
+    """A changelist column showing ``field`` under a shorter heading, sortable by it."""
+
+    @admin.display(description=label, ordering=field)
+    def show(obj: Any) -> Any:
+        return getattr(obj, field)
+
+    return show
 
 
 def session_link(session_id: str) -> SafeString:
@@ -81,24 +120,58 @@ def session_link(session_id: str) -> SafeString:
     return format_html('<a href="{}">{}</a>', url, session_id)
 
 
+def parts_text(value: Any) -> str:
+    """A content (or output) value as text: a string, or a list of parts' texts.
+
+    ``input_text`` / ``output_text`` parts give their text, refusals their refusal, other
+    parts (images, files, audio) a ``[type]`` marker; anything else is shown as JSON.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(p, dict) for p in value):
+        texts = []
+        for part in value:
+            text = part.get("text", part.get("refusal"))
+            texts.append(text if isinstance(text, str) else f"[{part.get('type', 'part')}]")
+        return " ".join(texts)
+    return json.dumps(value, ensure_ascii=False)
+
+
 def item_preview(data: Any) -> str:
+    """One line for a changelist or the session page; the message's own page has the JSON."""
     if isinstance(data, UndecodableJSON):
         return f"(undecodable) {str(data)[:PREVIEW_LENGTH]}"
-    if isinstance(data, dict):
-        if "content" in data:
-            text = classify.content_preview(data.get("content"), PREVIEW_LENGTH)
-        elif data.get("type") == "function_call":
-            text = f"{data.get('name')}({data.get('arguments', '')})"
-        elif "output" in data:
-            text = classify.content_preview(data.get("output"), PREVIEW_LENGTH)
-        else:
-            text = json.dumps(data, ensure_ascii=False)
+    if not isinstance(data, dict):
+        text = json.dumps(data, ensure_ascii=False)
+    elif "content" in data:
+        text = parts_text(data["content"])
+    elif data.get("type") == "function_call":
+        text = f"{data.get('name')}({data.get('arguments', '')})"
+    elif "output" in data:
+        text = parts_text(data["output"])
+    elif data.get("type") == "reasoning" and data.get("summary"):
+        text = parts_text(data["summary"])
+    elif isinstance(data.get("action"), dict) and isinstance(data["action"].get("query"), str):
+        text = f"{data.get('type')}: {data['action']['query']}"  # web_search_call and alike
     else:
         text = json.dumps(data, ensure_ascii=False)
+    text = " ".join(text.split())  # one line: newlines and runs of spaces folded
     return text if len(text) <= PREVIEW_LENGTH else text[:PREVIEW_LENGTH] + "..."
 
 
 # ---- Sessions ----------------------------------------------------------------------------
+
+
+def _count_per_session(queryset: QuerySet, count: Count | None = None) -> Coalesce:
+    """``count`` (rows by default) over ``queryset``'s rows of the outer session, 0 if none."""
+    per_session = (
+        queryset.filter(session_id=OuterRef("pk"))
+        .order_by()
+        .values("session_id")
+        .annotate(n=count or Count("*"))
+        .values("n")
+    )
+    return Coalesce(Subquery(per_session), 0)
 
 
 class MessageInline(admin.TabularInline):
@@ -110,7 +183,11 @@ class MessageInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
     ordering = ["id"]
-    verbose_name_plural = "messages (edit one to change its JSON)"
+    verbose_name_plural = "messages (open one to edit its JSON)"
+    # Read-only rows without Django's per-row "message N of ..." caption; at most
+    # SESSION_PAGE_MESSAGES rows (see AgentSessionAdmin.get_formset_kwargs).
+    template = "admin/conversations/agentsession/message_inline.html"
+    max_shown = SESSION_PAGE_MESSAGES
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -161,7 +238,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
     # -- display --
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_counts()
+        # Correlated counts, not ``with_counts()``'s joins: joining messages and structure rows
+        # multiplies them (a 800-item session is a million-row join per changelist, worse with
+        # the message search's own join).
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                message_count=_count_per_session(AgentMessage.objects.all()),
+                branch_count=_count_per_session(
+                    MessageStructure.objects.all(), Count("branch_id", distinct=True)
+                ),
+            )
+        )
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:
@@ -183,9 +272,8 @@ class AgentSessionAdmin(admin.ModelAdmin):
             changelist_link(MessageStructure, "structure rows", session__session_id__exact=obj.pk),
             changelist_link(TurnUsage, "usage", session__session_id__exact=obj.pk),
             format_html(
-                '<a href="{}?session={}">usage health</a>',
-                reverse("admin:conversations_usage_health"),
-                quote(obj.pk),
+                '<a href="{}">usage health</a>',
+                with_query(reverse("admin:conversations_usage_health"), session=obj.pk),
             ),
         ]
         url = review_url(obj.session_id)
@@ -198,11 +286,15 @@ class AgentSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description="branches")
     def branches(self, obj: AgentSession) -> SafeString | str:
-        summaries = services.branch_list(session_id=obj.session_id)
+        summaries = sorted(  # main first, then as listed (oldest first)
+            services.branch_list(session_id=obj.session_id),
+            key=lambda b: b["branch_id"] != MAIN_BRANCH,
+        )
         if not summaries:
-            return (
-                "No structure rows (plain SQLiteSession data?): use the action "
-                "“Build structure rows for messages without any”."
+            return format_html(
+                "No structure rows (plain SQLiteSession data?): select the session in {} and "
+                "run the action “Build structure rows for messages without any”.",
+                changelist_link(AgentSession, "the list", session_id__exact=obj.pk),
             )
         usage = {
             row["branch_id"]: row
@@ -213,25 +305,15 @@ class AgentSessionAdmin(admin.ModelAdmin):
         rows = []
         for summary in summaries:
             branch = summary["branch_id"]
-            actions = [
-                format_html(
-                    '<a href="{}?branch={}">rename</a>',
-                    reverse("admin:conversations_branch_rename", args=[quote(obj.pk)]),
-                    quote(branch),
-                )
-            ]
-            if branch != MAIN_BRANCH:
-                actions.append(
-                    format_html(
-                        '<a href="{}?branch={}">delete</a>',
-                        reverse("admin:conversations_branch_delete", args=[quote(obj.pk)]),
-                        quote(branch),
-                    )
-                )
-            for fmt, label in (("markdown", "markdown"), ("jsonl", "jsonl")):
+            actions = []
+            if branch != MAIN_BRANCH:  # main can be neither renamed nor deleted
+                for view, label in (("branch_rename", "rename"), ("branch_delete", "delete")):
+                    url = reverse(f"admin:conversations_{view}", args=[quote(obj.pk)])
+                    actions.append((with_query(url, branch=branch), label))
+            for fmt in ("markdown", "jsonl"):
                 url = export_url(obj.session_id, fmt, branch)
                 if url:
-                    actions.append(format_html('<a href="{}">{}</a>', url, label))
+                    actions.append((url, fmt))
             rows.append(
                 (
                     changelist_link(
@@ -243,8 +325,8 @@ class AgentSessionAdmin(admin.ModelAdmin):
                     summary["message_count"],
                     summary["user_turns"],
                     (usage.get(branch) or {}).get("total") or 0,
-                    summary["created_at"] or "-",
-                    format_html_join(" · ", "{}", ((a,) for a in actions)),
+                    local_datetime(summary["created_at"]),
+                    format_html_join(" · ", '<a href="{}">{}</a>', actions),
                 )
             )
         body = format_html_join(
@@ -275,6 +357,31 @@ class AgentSessionAdmin(admin.ModelAdmin):
         )
         return "-" if value is None else value
 
+    # -- the read-only change page --
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        # Every field is read-only: edits happen on a message's own page or through the
+        # branch links and actions, so the page offers no Save buttons (Close and Delete stay).
+        context = {
+            "title": f"View {self.opts.verbose_name}",
+            "show_save": False,
+            "show_save_and_continue": False,
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, MessageInline) and obj is not None:
+            first = AgentMessage.objects.filter(session_id=obj.pk).order_by("id")
+            ids = list(first.values_list("id", flat=True)[: inline.max_shown])
+            kwargs["queryset"] = inline.get_queryset(request).filter(pk__in=ids)
+        return kwargs
+
     # -- permissions --
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -295,6 +402,17 @@ class AgentSessionAdmin(admin.ModelAdmin):
 
     def delete_model(self, request: HttpRequest, obj: AgentSession) -> None:
         services.session_delete(session_id=obj.session_id)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple:
+        # The tables' own cascade does the deleting (DO_NOTHING on the Python side), so the
+        # confirmation page would only count the sessions: count their rows too.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        ids = [obj.pk for obj in objs]
+        for model in (AgentMessage, MessageStructure, TurnUsage):
+            count = model.objects.filter(session_id__in=ids).count()
+            if count:
+                counts[model._meta.verbose_name_plural] = count
+        return deleted, counts, perms_needed, protected
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for session_id in list(queryset.values_list("session_id", flat=True)):
@@ -326,17 +444,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
                         f"without rows: ids {result.skipped_undecodable}"
                     )
                 self.log_change(request, session, note)
-                self.message_user(request, f"{session.session_id}: {note}.")
+                self.message_user(request, f"{note} (session '{session.session_id}').")
             else:
                 self.message_user(
-                    request, f"{session.session_id}: every message already has structure rows."
+                    request,
+                    f"Every message of session '{session.session_id}' already has structure rows.",
                 )
 
     @admin.action(description="Usage health report", permissions=["usage_health"])
     def usage_health_report(self, request: HttpRequest, queryset: QuerySet) -> Any:
         ids = list(queryset.values_list("session_id", flat=True))
-        query = "&".join(f"session={quote(i)}" for i in ids)
-        return HttpResponseRedirect(f"{reverse('admin:conversations_usage_health')}?{query}")
+        return HttpResponseRedirect(
+            with_query(reverse("admin:conversations_usage_health"), session=ids)
+        )
 
     # -- extra views --
 
@@ -362,59 +482,83 @@ class AgentSessionAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _session_or_404(self, request: HttpRequest, object_id: str) -> AgentSession:
+    def _session_or_404(self, request: HttpRequest, object_id: str, allowed: bool) -> AgentSession:
+        """The session of an extra view; 403 unless the user may see it and ``allowed``."""
         session = get_object_or_404(AgentSession, pk=unquote(object_id))
-        if not self.has_view_permission(request, session):
+        if not (self.has_view_permission(request, session) and allowed):
             raise PermissionDenied
         return session
 
     def _render(self, request: HttpRequest, template: str, **context: Any) -> TemplateResponse:
+        session = context.get("session")
+        if session is not None:
+            context["session_url"] = self._session_url(session)
         return TemplateResponse(
             request,
-            template,
+            f"admin/conversations/agentsession/{template}",
             {**self.admin_site.each_context(request), "opts": self.opts, **context},
         )
 
-    def _back_to(self, session: AgentSession) -> HttpResponseRedirect:
-        return HttpResponseRedirect(
-            reverse("admin:conversations_agentsession_change", args=[quote(session.pk)])
-        )
+    def _session_url(self, session: AgentSession) -> str:
+        return reverse("admin:conversations_agentsession_change", args=[quote(session.pk)])
+
+    def _done(
+        self,
+        request: HttpRequest,
+        session: AgentSession,
+        note: str,
+        message: str,
+        go_to: AgentSession | None = None,
+    ) -> HttpResponseRedirect:
+        """Log ``note`` on the session, tell the user ``message``, show ``go_to`` (or it)."""
+        self.log_change(request, session, note)
+        self.message_user(request, message)
+        return HttpResponseRedirect(self._session_url(go_to or session))
+
+    def _branch_summary(self, session: AgentSession, branch: str) -> dict[str, Any] | None:
+        summaries = services.branch_list(session_id=session.pk)
+        return next((b for b in summaries if b["branch_id"] == branch), None)
+
+    def _branch_refusal(self, session: AgentSession, branch: str, main_error: str) -> str | None:
+        """Why ``branch`` cannot be renamed or deleted, shown instead of the form."""
+        if branch == MAIN_BRANCH:
+            return main_error
+        if self._branch_summary(session, branch) is None:
+            return services.BRANCH_MISSING_ERROR.format(branch=branch, session=session.pk)
+        return None
 
     def branch_rename_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        session = self._session_or_404(request, object_id)
-        if not self.has_change_permission(request, session):
-            raise PermissionDenied
-        initial = {"old": request.GET.get("branch", ""), "new": ""}
-        form = BranchRenameForm(request.POST or None, initial=initial)
+        session = self._session_or_404(request, object_id, self.has_change_permission(request))
+        form = BranchRenameForm(request.POST or None, initial={"old": request.GET.get("branch")})
+        old = form["old"].value() or ""
         if request.method == "POST" and form.is_valid():
-            old, new = form.cleaned_data["old"], form.cleaned_data["new"]
+            new = form.cleaned_data["new"]
             try:
                 moved = services.branch_rename(session_id=session.pk, old=old, new=new)
             except services.ServiceError as exc:
                 form.add_error("new", str(exc))
             else:
                 note = f"Renamed branch '{old}' to '{new}' ({moved} structure rows)"
-                self.log_change(request, session, note)
-                self.message_user(request, note + f"; '{old}' stays reserved.")
-                return self._back_to(session)
+                return self._done(request, session, note, f"{note}; '{old}' stays reserved.")
         return self._render(
             request,
-            "admin/conversations/agentsession/branch_form.html",
-            title=f"Rename branch “{form['old'].value()}”",
+            "action_form.html",
+            title=f"Rename branch “{old}”",
             session=session,
             form=form,
+            error=self._branch_refusal(session, old, services.MAIN_RENAME_ERROR),
+            intro=(
+                f"The branch's structure rows and usage move to the new id. “{old}” stays "
+                "reserved: no branch of this session can use it again."
+            ),
             submit="Rename branch",
         )
 
     def branch_delete_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        session = self._session_or_404(request, object_id)
-        if not self.has_branch_delete_permission(request):
-            raise PermissionDenied
-        branch = request.POST.get("branch") or request.GET.get("branch", "")
-        summary = next(
-            (b for b in services.branch_list(session_id=session.pk) if b["branch_id"] == branch),
-            None,
+        session = self._session_or_404(
+            request, object_id, self.has_branch_delete_permission(request)
         )
+        branch = request.POST.get("branch") or request.GET.get("branch", "")
         error = None
         if request.method == "POST":
             try:
@@ -423,29 +567,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
                 error = str(exc)
             else:
                 note = f"Deleted branch '{branch}' with its usage (id stays reserved)"
-                self.log_change(request, session, note)
-                self.message_user(request, note + ".")
-                return self._back_to(session)
+                return self._done(request, session, note, f"{note}.")
         return self._render(
             request,
-            "admin/conversations/agentsession/branch_delete.html",
+            "branch_delete.html",
             title=f"Delete branch “{branch}”",
             session=session,
             branch=branch,
-            summary=summary,
-            error=error
-            or (
-                services.BRANCH_MISSING_ERROR.format(branch=branch, session=session.pk)
-                if summary is None
-                else None
-            )
-            or ("The 'main' branch cannot be deleted." if branch == MAIN_BRANCH else None),
+            summary=self._branch_summary(session, branch),
+            error=error or self._branch_refusal(session, branch, services.MAIN_DELETE_ERROR),
         )
 
     def duplicate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        session = self._session_or_404(request, object_id)
-        if not self.has_duplicate_permission(request):
-            raise PermissionDenied
+        session = self._session_or_404(request, object_id, self.has_duplicate_permission(request))
         form = SessionDuplicateForm(
             request.POST or None, initial={"new_session_id": f"{session.pk}-copy"}
         )
@@ -458,15 +592,19 @@ class AgentSessionAdmin(admin.ModelAdmin):
             else:
                 copy = AgentSession.objects.get(pk=new_id)
                 self.log_addition(request, copy, f"Duplicated from session '{session.pk}'")
-                self.log_change(request, session, f"Duplicated to session '{new_id}'")
-                self.message_user(request, f"Copied {copied} message(s) to '{new_id}'.")
-                return self._back_to(copy)
+                note = f"Duplicated to session '{new_id}'"
+                message = f"Copied {copied} message(s) to '{new_id}'."
+                return self._done(request, session, note, message, go_to=copy)
         return self._render(
             request,
-            "admin/conversations/agentsession/branch_form.html",
+            "action_form.html",
             title=f"Duplicate session “{session.pk}”",
             session=session,
             form=form,
+            intro=(
+                "Copies every message, branch, usage row and reserved branch id to a new "
+                "session, with the same timestamps. This session is not changed."
+            ),
             submit="Duplicate",
         )
 
@@ -475,12 +613,25 @@ class AgentSessionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         session_ids = request.GET.getlist("session") or None
         report = services.usage_health(session_ids=session_ids)
+        known = set(
+            AgentSession.objects.filter(pk__in=session_ids or []).values_list("pk", flat=True)
+        )
         return self._render(
             request,
-            "admin/conversations/usage_health.html",
+            "usage_health.html",
             title="Usage health",
             report=report,
             session_ids=session_ids,
+            unknown_ids=[i for i in session_ids or [] if i not in known],
+            missing_usage=[
+                (
+                    k,
+                    f"copied turn: its usage is on {', '.join(k.usage_on)}"
+                    if k.usage_on
+                    else "no usage stored",
+                )
+                for k in report.turns_without_usage
+            ],
             usage_changelist=reverse("admin:conversations_turnusage_changelist"),
             structure_changelist=reverse("admin:conversations_messagestructure_changelist"),
         )
@@ -489,17 +640,66 @@ class AgentSessionAdmin(admin.ModelAdmin):
 # ---- Messages ----------------------------------------------------------------------------
 
 
-@admin.register(AgentMessage)
-class AgentMessageAdmin(admin.ModelAdmin):
-    form = AgentMessageForm
-    list_display = ["id", "session_col", "kind", "tool", "preview", "created_at"]
-    list_display_links = ["id"]
-    list_filter = [
-        ("structure__branch_id", admin.AllValuesFieldListFilter),
-        ("structure__message_type", admin.AllValuesFieldListFilter),
-        ("structure__tool_name", admin.AllValuesFieldListFilter),
-        "created_at",
+class SessionFilter(admin.SimpleListFilter):
+    """Shows (and clears) the session a list is narrowed to by the session page's links.
+
+    Lists only the chosen session: a list of every session would be as long as the data.
+    """
+
+    title = "session"
+    parameter_name = "session__session_id__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(session_id=value) if value else queryset
+
+
+def label_filters(prefix: str) -> list[tuple[str, type]]:
+    """Filters by the structure rows' branch, message type and tool (``prefix`` reaches them)."""
+    return [
+        (f"{prefix}{name}", admin.AllValuesFieldListFilter)
+        for name in ("branch_id", "message_type", "tool_name")
     ]
+
+
+class PopDeleteAdmin(admin.ModelAdmin):
+    """Deletes like ``pop_item``: one object at a time, refused with the reason unless allowed.
+
+    Subclasses say why an object cannot go now (``delete_problems``) and delete it through
+    a service (``delete_model``); there is no bulk "delete selected" action.
+    """
+
+    def delete_problems(self, obj: Any) -> list[str]:
+        raise NotImplementedError
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: Any = None
+    ) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))
+        problems = self.delete_problems(obj) if obj is not None else []
+        if problems:
+            self.message_user(request, " ".join(problems), messages.ERROR)
+            opts = self.opts
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(obj.pk)])
+            return HttpResponseRedirect(url)
+        return super().delete_view(request, object_id, extra_context)
+
+
+@admin.register(AgentMessage)
+class AgentMessageAdmin(PopDeleteAdmin):
+    form = AgentMessageForm
+    list_display = ["id", "session_link_col", "kind", "tool", "preview", "created_at"]
+    list_display_links = ["id"]
+    list_filter = [SessionFilter, *label_filters("structure__"), "created_at"]
     search_fields = ["=session__session_id", "message_data"]
     date_hierarchy = "created_at"
     fields = ["id", "session_col", "created_at", "structure_rows", "message_data"]
@@ -507,15 +707,14 @@ class AgentMessageAdmin(admin.ModelAdmin):
     list_select_related = False
     show_full_result_count = False
 
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # one at a time: only a branch's last item
-        return actions
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # items are appended by DjangoSession (turn numbering)
 
     @admin.display(description="session", ordering="session")
+    def session_link_col(self, obj: AgentMessage) -> SafeString:
+        return session_link(obj.session_id)
+
+    @admin.display(description="session")
     def session_col(self, obj: AgentMessage) -> SafeString:
         link = session_link(obj.session_id)
         url = review_url(obj.session_id)
@@ -542,12 +741,12 @@ class AgentMessageAdmin(admin.ModelAdmin):
             return "On no branch (no structure rows)."
         return format_html_join(
             ", ",
-            "{} (#{}, turn {}, {})",
+            "{} (sequence {}, turn {}, {})",
             (
                 (
                     admin_change_link(r, r.branch_id),
                     r.sequence_number,
-                    r.user_turn_number,
+                    "-" if r.user_turn_number is None else r.user_turn_number,
                     r.message_type,
                 )
                 for r in rows
@@ -571,18 +770,8 @@ class AgentMessageAdmin(admin.ModelAdmin):
             else super().construct_change_message(request, form, formsets, add)
         )
 
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        obj = self.get_object(request, unquote(object_id))
-        if obj is not None:
-            problems = services.message_delete_problems(message=obj)
-            if problems:
-                self.message_user(request, " ".join(problems), messages.ERROR)
-                return HttpResponseRedirect(
-                    reverse("admin:conversations_agentmessage_change", args=[quote(obj.pk)])
-                )
-        return super().delete_view(request, object_id, extra_context)
+    def delete_problems(self, obj: AgentMessage) -> list[str]:
+        return services.message_delete_problems(message=obj)
 
     def delete_model(self, request: HttpRequest, obj: AgentMessage) -> None:
         services.message_delete(message_id=obj.pk)
@@ -592,25 +781,17 @@ class AgentMessageAdmin(admin.ModelAdmin):
 
 
 @admin.register(MessageStructure)
-class MessageStructureAdmin(admin.ModelAdmin):
+class MessageStructureAdmin(PopDeleteAdmin):
     list_display = [
         "id",
         "session_col",
-        "branch_id",
-        "sequence_number",
-        "user_turn_number",
-        "branch_turn_number",
-        "message_type",
-        "tool_name",
+        column("branch_id", "branch"),
+        column("sequence_number", "sequence"),
+        column("user_turn_number", "turn"),
+        "kind",
         "message_col",
-        "created_at",
     ]
-    list_filter = [
-        ("branch_id", admin.AllValuesFieldListFilter),
-        ("message_type", admin.AllValuesFieldListFilter),
-        ("tool_name", admin.AllValuesFieldListFilter),
-        "created_at",
-    ]
+    list_filter = [SessionFilter, *label_filters(""), "created_at"]
     search_fields = ["=session__session_id", "message__message_data"]
     date_hierarchy = "created_at"
     ordering = ["session", "sequence_number"]
@@ -628,11 +809,6 @@ class MessageStructureAdmin(admin.ModelAdmin):
     readonly_fields = fields
     show_full_result_count = False
 
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -643,23 +819,17 @@ class MessageStructureAdmin(admin.ModelAdmin):
     def session_col(self, obj: MessageStructure) -> SafeString:
         return session_link(obj.session_id)
 
+    @admin.display(description="type (tool)", ordering="message_type")
+    def kind(self, obj: MessageStructure) -> str:
+        return f"{obj.message_type} ({obj.tool_name})" if obj.tool_name else obj.message_type
+
     @admin.display(description="message")
     def message_col(self, obj: MessageStructure) -> SafeString:
         url = reverse("admin:conversations_agentmessage_change", args=[obj.message_id])
         return format_html('<a href="{}">#{}</a>', url, obj.message_id)
 
-    def delete_view(
-        self, request: HttpRequest, object_id: str, extra_context: Any = None
-    ) -> HttpResponse:
-        obj = self.get_object(request, unquote(object_id))
-        if obj is not None:
-            problems = services.structure_row_delete_problems(row=obj)
-            if problems:
-                self.message_user(request, " ".join(problems), messages.ERROR)
-                return HttpResponseRedirect(
-                    reverse("admin:conversations_messagestructure_change", args=[obj.pk])
-                )
-        return super().delete_view(request, object_id, extra_context)
+    def delete_problems(self, obj: MessageStructure) -> list[str]:
+        return services.structure_row_delete_problems(row=obj)
 
     def delete_model(self, request: HttpRequest, obj: MessageStructure) -> None:
         services.structure_row_delete(row_id=obj.pk)
@@ -674,15 +844,14 @@ class TurnUsageAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "session_col",
-        "branch_id",
-        "user_turn_number",
+        column("branch_id", "branch"),
+        column("user_turn_number", "turn"),
         "requests",
-        "input_tokens",
-        "output_tokens",
-        "total_tokens",
-        "created_at",
+        column("input_tokens", "input"),
+        column("output_tokens", "output"),
+        column("total_tokens", "total"),
     ]
-    list_filter = [("branch_id", admin.AllValuesFieldListFilter), "created_at"]
+    list_filter = [SessionFilter, ("branch_id", admin.AllValuesFieldListFilter), "created_at"]
     search_fields = ["=session__session_id"]
     date_hierarchy = "created_at"
     raw_id_fields = ["session"]
@@ -695,17 +864,10 @@ class TurnUsageAdmin(admin.ModelAdmin):
         return ["session_col", "branch_id", "user_turn_number", "turn_rows", "created_at"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        numbers = [
-            "requests",
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "input_tokens_details",
-            "output_tokens_details",
-        ]
         if obj is None:
-            return ["session", "branch_id", "user_turn_number", *numbers]
-        return ["session_col", "branch_id", "user_turn_number", "turn_rows", *numbers, "created_at"]
+            return list(TurnUsageForm.Meta.fields)
+        turn = ["session_col", "branch_id", "user_turn_number", "turn_rows"]
+        return [*turn, *USAGE_NUMBER_FIELDS, "created_at"]
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
         kwargs["fields"] = [

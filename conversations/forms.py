@@ -54,9 +54,19 @@ class PrettyJSONField(forms.JSONField):
         try:
             return super().to_python(value)
         except ValidationError as exc:
-            raise ValidationError(
-                "Not valid JSON: check quotes, commas and brackets.", code="invalid"
-            ) from exc
+            raise ValidationError(invalid_json_message(value), code="invalid") from exc
+
+
+def invalid_json_message(text: Any) -> str:
+    """The form error for text that is not JSON, with where the parser gave up."""
+    message = "Not valid JSON: check quotes, commas and brackets"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"{message} (line {exc.lineno}, column {exc.colno}: {exc.msg})."
+    except (TypeError, ValueError):
+        pass
+    return message + "."
 
 
 class AgentMessageForm(forms.ModelForm):
@@ -80,23 +90,24 @@ class AgentMessageForm(forms.ModelForm):
         return item
 
 
+#: The editable part of a usage row; which turn it belongs to is fixed once it exists.
+USAGE_NUMBER_FIELDS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "input_tokens_details",
+    "output_tokens_details",
+)
+
+
 class TurnUsageForm(forms.ModelForm):
     input_tokens_details = PrettyJSONField(required=False)
     output_tokens_details = PrettyJSONField(required=False)
 
     class Meta:
         model = TurnUsage
-        fields = (
-            "session",
-            "branch_id",
-            "user_turn_number",
-            "requests",
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "input_tokens_details",
-            "output_tokens_details",
-        )
+        fields = ("session", "branch_id", "user_turn_number", *USAGE_NUMBER_FIELDS)
         help_texts: ClassVar[dict[str, str]] = {
             "total_tokens": "Must equal input + output tokens; leave empty to fill it in.",
         }
@@ -145,6 +156,7 @@ class BranchRenameForm(forms.Form):
     new = forms.CharField(
         label="New branch id",
         max_length=200,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
         help_text="Must never have been used in this session; the old id stays reserved.",
     )
 
@@ -156,7 +168,11 @@ class BranchRenameForm(forms.Form):
 
 
 class SessionDuplicateForm(forms.Form):
-    new_session_id = forms.CharField(label="New session id", max_length=500)
+    new_session_id = forms.CharField(
+        label="New session id",
+        max_length=500,
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
 
     def clean_new_session_id(self) -> str:
         value = self.cleaned_data["new_session_id"]

@@ -29,7 +29,7 @@ from django.db import connections, transaction
 from django.db.models import Exists, Max, OuterRef
 
 from . import classify
-from .fields import RawJSON, UndecodableJSON
+from .fields import RawJSON, SDKJSONField, UndecodableJSON
 from .models import (
     MAIN_BRANCH,
     AgentMessage,
@@ -58,6 +58,7 @@ NOT_LAST_MESSAGE_ERROR = (
     "(like SQLiteSession.pop_item)."
 )
 MAIN_RENAME_ERROR = "The 'main' branch cannot be renamed: every new session instance starts on it."
+MAIN_DELETE_ERROR = "The 'main' branch cannot be deleted: every new session instance starts on it."
 BRANCH_RESERVED_ERROR = (
     "Branch ID '{branch}' has already been used in this session. Branch ids stay reserved "
     "forever (also after a delete or a clear); choose a new one."
@@ -155,6 +156,19 @@ def _lock_session(session_id: str, using: str) -> None:
         cursor.execute(statements(using).lock_generation, [session_id])
 
 
+def _get_locked(model: type[Any], pk: int, using: str) -> Any:
+    """Row ``pk`` of a per-session ``model``, with its session's writer lock taken."""
+    obj = model.objects.using(using).get(pk=pk)
+    _lock_session(obj.session_id, using)
+    return obj
+
+
+def _refuse(problems: list[str]) -> None:
+    """Refuse an edit for ``problems`` (all of them, in one message), if there are any."""
+    if problems:
+        raise ServiceError(" ".join(problems))
+
+
 def _reserve(session_id: str, branch_ids: Iterable[str], using: str) -> None:
     rows = [(session_id, b) for b in set(branch_ids)]
     if rows:
@@ -178,6 +192,19 @@ def _stored_json(value: Any) -> RawJSON:
     if isinstance(value, UndecodableJSON):
         return RawJSON(str(value))
     return RawJSON(json.dumps(value))
+
+
+def _row_copy(row: Any, **changes: Any) -> Any:
+    """A new, unsaved row with ``row``'s column values (JSON exactly as stored) and ``changes``."""
+    values = {}
+    for f in row._meta.concrete_fields:
+        if f.primary_key:
+            continue
+        value = getattr(row, f.attname)
+        if isinstance(f, SDKJSONField) and value is not None:
+            value = _stored_json(value)
+        values[f.attname] = value
+    return type(row)(**{**values, **changes})
 
 
 # ---- Messages and structure rows -------------------------------------------------------
@@ -222,11 +249,8 @@ def message_update(*, message_id: int, item: Any, using: str = "default") -> Mes
         ServiceError: The item is invalid or would change the user-turn numbering.
     """
     with transaction.atomic(using=using):
-        message = AgentMessage.objects.using(using).get(pk=message_id)
-        _lock_session(message.session_id, using)
-        problems = message_update_problems(message=message, item=item)
-        if problems:
-            raise ServiceError(" ".join(problems))
+        message = _get_locked(AgentMessage, message_id, using)
+        _refuse(message_update_problems(message=message, item=item))
         before = message.message_data
         message.message_data = RawJSON(json.dumps(item))
         message.save(update_fields=["message_data"])
@@ -273,11 +297,8 @@ def message_delete(*, message_id: int, using: str = "default") -> None:
         ServiceError: The message is followed by other items on some branch.
     """
     with transaction.atomic(using=using):
-        message = AgentMessage.objects.using(using).get(pk=message_id)
-        _lock_session(message.session_id, using)
-        problems = message_delete_problems(message=message)
-        if problems:
-            raise ServiceError(" ".join(problems))
+        message = _get_locked(AgentMessage, message_id, using)
+        _refuse(message_delete_problems(message=message))
         for row in list(message.structure.all()):
             _structure_row_pop(row, using)
         AgentMessage.objects.using(using).filter(pk=message_id).delete()
@@ -302,11 +323,8 @@ def structure_row_delete(*, row_id: int, using: str = "default") -> None:
         ServiceError: The row is not the last one of its branch.
     """
     with transaction.atomic(using=using):
-        row = MessageStructure.objects.using(using).get(pk=row_id)
-        _lock_session(row.session_id, using)
-        problems = structure_row_delete_problems(row=row)
-        if problems:
-            raise ServiceError(" ".join(problems))
+        row = _get_locked(MessageStructure, row_id, using)
+        _refuse(structure_row_delete_problems(row=row))
         _structure_row_pop(row, using)
         referenced = MessageStructure.objects.using(using).filter(message_id=row.message_id)
         if not referenced.exists():
@@ -438,54 +456,20 @@ def session_duplicate(*, session_id: str, new_session_id: str, using: str = "def
             AgentMessage.objects.using(using).filter(session_id=session_id).order_by("id")
         )
         copies = AgentMessage.objects.using(using).bulk_create(
-            [
-                AgentMessage(
-                    session_id=new_session_id,
-                    message_data=_stored_json(m.message_data),
-                    created_at=m.created_at,
-                )
-                for m in originals
-            ]
+            [_row_copy(m, session_id=new_session_id) for m in originals]
         )
         new_ids = {m.id: c.id for m, c in zip(originals, copies, strict=True)}
         structure = MessageStructure.objects.using(using).filter(session_id=session_id)
         MessageStructure.objects.using(using).bulk_create(
             [
-                MessageStructure(
-                    session_id=new_session_id,
-                    message_id=new_ids[row.message_id],
-                    branch_id=row.branch_id,
-                    message_type=row.message_type,
-                    sequence_number=row.sequence_number,
-                    user_turn_number=row.user_turn_number,
-                    branch_turn_number=row.branch_turn_number,
-                    tool_name=row.tool_name,
-                    created_at=row.created_at,
-                )
+                _row_copy(row, session_id=new_session_id, message_id=new_ids[row.message_id])
                 for row in structure.order_by("sequence_number", "id")
                 if row.message_id in new_ids
             ]
         )
+        usage = TurnUsage.objects.using(using).filter(session_id=session_id).order_by("id")
         TurnUsage.objects.using(using).bulk_create(
-            [
-                TurnUsage(
-                    session_id=new_session_id,
-                    branch_id=u.branch_id,
-                    user_turn_number=u.user_turn_number,
-                    requests=u.requests,
-                    input_tokens=u.input_tokens,
-                    output_tokens=u.output_tokens,
-                    total_tokens=u.total_tokens,
-                    input_tokens_details=_stored_json(u.input_tokens_details)
-                    if u.input_tokens_details is not None
-                    else None,
-                    output_tokens_details=_stored_json(u.output_tokens_details)
-                    if u.output_tokens_details is not None
-                    else None,
-                    created_at=u.created_at,
-                )
-                for u in TurnUsage.objects.using(using).filter(session_id=session_id).order_by("id")
-            ]
+            [_row_copy(u, session_id=new_session_id) for u in usage]
         )
         _backfill_reservations(session_id, using)
         _reserve(

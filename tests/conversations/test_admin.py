@@ -115,6 +115,142 @@ def test_session_page_shows_branches_reservations_and_messages(admin):
     assert reverse("session_export", args=["s1", "json"]) in html
 
 
+def test_session_page_is_read_only_without_save_buttons(admin):
+    tree_session()
+    response = admin.get(change_url("agentsession", "s1"))
+    html = response.content.decode()
+    assert response.context["title"] == "View agent session"
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert "closelink" in html  # Close instead
+    assert reverse("admin:conversations_agentsession_delete", args=["s1"]) in html
+
+
+def test_session_page_lists_messages_readably(admin):
+    tree_session()
+    html = admin.get(change_url("agentsession", "s1")).content.decode()
+    # An assistant message's content is a list of output_text parts: its text is shown.
+    assert "Sunny in Paris." in html and "output_text" not in html
+    # No per-row caption (the message's __str__) above each row.
+    for pk in AgentMessage.objects.filter(session_id="s1").values_list("pk", flat=True):
+        assert f"message {pk} of s1" not in html
+        assert change_url("agentmessage", pk) in html
+
+
+def test_session_page_shows_the_first_messages_and_links_to_all(admin, monkeypatch):
+    from conversations.admin import MessageInline
+
+    tree_session()
+    monkeypatch.setattr(MessageInline, "max_shown", 3)
+    html = admin.get(change_url("agentsession", "s1")).content.decode()
+    first = list(
+        AgentMessage.objects.filter(session_id="s1").order_by("id").values_list("pk", flat=True)
+    )
+    assert [change_url("agentmessage", pk) in html for pk in first] == [True] * 3 + [False] * (
+        len(first) - 3
+    )
+    assert f"Showing the first 3 of {len(first)} messages" in html
+    url = reverse("admin:conversations_agentmessage_changelist")
+    assert f"{url}?session__session_id__exact=s1" in html
+
+
+def test_session_changelist_counts_without_joining_rows(admin):
+    tree_session()
+    tree_session("other")
+    response = admin.get(reverse("admin:conversations_agentsession_changelist") + "?q=Lyon")
+    cl = response.context["cl"]
+    counts = {s.pk: (s.message_count, s.branch_count) for s in cl.result_list}
+    assert counts == {
+        sid: (AgentMessage.objects.filter(session_id=sid).count(), 2) for sid in ("s1", "other")
+    }
+    # Correlated subqueries: joining messages and structure rows multiplies them.
+    query = str(cl.model_admin.get_queryset(response.wsgi_request).query)
+    assert "JOIN" not in query
+
+
+def test_main_branch_offers_no_rename_or_delete(admin):
+    tree_session()
+    html = admin.get(change_url("agentsession", "s1")).content.decode()
+    rename = reverse("admin:conversations_branch_rename", args=["s1"])
+    assert f"{rename}?branch=alt" in html and f"{rename}?branch=main" not in html
+    response = admin.get(rename + "?branch=main")
+    assert services.MAIN_RENAME_ERROR.replace("'", "&#x27;") in response.content.decode()
+    assert "form" not in response.context or "id_new" not in response.content.decode()
+    delete = reverse("admin:conversations_branch_delete", args=["s1"])
+    html = admin.get(delete + "?branch=main").content.decode()
+    assert services.MAIN_DELETE_ERROR.replace("'", "&#x27;") in html
+    assert "Yes, delete the branch" not in html
+
+
+def test_links_carry_ids_with_slashes_and_spaces(admin):
+    session = tree_session("team/42 café")
+    call(session, "create_branch_from_turn", 2, "tokyo/nikko day")
+    html = admin.get(change_url("agentsession", "team/42 café")).content.decode()
+    messages = reverse("admin:conversations_agentmessage_changelist")
+    assert f"{messages}?session__session_id__exact=team%2F42+caf%C3%A9" in html
+    rename = reverse("admin:conversations_branch_rename", args=[quote("team/42 café")])
+    link = f"{rename}?branch=tokyo%2Fnikko+day"
+    assert link in html
+    response = admin.get(link)
+    assert response.context["error"] is None and 'name="new"' in response.content.decode()
+    response = admin.get(f"{messages}?session__session_id__exact=team%2F42+caf%C3%A9")
+    assert (
+        response.context["cl"].result_count
+        == AgentMessage.objects.filter(session_id="team/42 café").count()
+    )
+    structure = reverse("admin:conversations_messagestructure_changelist")
+    query = "session__session_id__exact=team%2F42+caf%C3%A9&branch_id=tokyo%2Fnikko+day"
+    response = admin.get(f"{structure}?{query}")
+    assert (
+        response.context["cl"].result_count
+        == MessageStructure.objects.filter(
+            session_id="team/42 café", branch_id="tokyo/nikko day"
+        ).count()
+    )
+
+
+def test_usage_health_action_keeps_ids_with_slashes(admin):
+    tree_session("team/42")
+    changelist = reverse("admin:conversations_agentsession_changelist")
+    response = admin.post(
+        changelist, {"action": "usage_health_report", "_selected_action": ["team/42"]}, follow=True
+    )
+    assert response.context["session_ids"] == ["team/42"]
+    assert response.context["unknown_ids"] == []
+    assert "Turns without usage (1)" in response.content.decode()  # alt's copied turn 1
+
+
+def test_usage_health_says_when_a_session_does_not_exist(admin):
+    url = reverse("admin:conversations_usage_health")
+    html = admin.get(url + "?session=nope").content.decode()
+    assert "No session with the id nope." in html
+
+
+def test_session_filter_shows_and_clears_the_chosen_session(admin):
+    tree_session()
+    tree_session("other")
+    url = reverse("admin:conversations_turnusage_changelist")
+    response = admin.get(url + "?session__session_id__exact=s1")
+    cl = response.context["cl"]
+    assert cl.has_active_filters
+    assert {u.session_id for u in cl.result_list} == {"s1"}
+    assert "By session" in response.content.decode()
+    assert "By session" not in admin.get(url).content.decode()
+
+
+def test_session_delete_confirmation_counts_its_rows(admin):
+    tree_session()
+    response = admin.get(reverse("admin:conversations_agentsession_delete", args=["s1"]))
+    html = response.content.decode()
+    assert "clear_session" in html
+    count = AgentMessage.objects.filter(session_id="s1").count()
+    assert f"Agent messages: {count}" in html
+    assert f"Turn usage: {TurnUsage.objects.filter(session_id='s1').count()}" in html
+
+
+def test_admin_is_branded(admin):
+    assert "Forkview administration" in admin.get(reverse("admin:index")).content.decode()
+
+
 def test_session_with_slash_in_id(admin):
     tree_session("team/42")
     response = admin.get(change_url("agentsession", "team/42"))
@@ -174,6 +310,23 @@ def test_message_edit_validation_errors_are_shown(admin, text, error):
     msg.refresh_from_db()
     assert msg.message_data == before
     assert not LogEntry.objects.exists()
+
+
+def test_message_edit_invalid_json_says_where(admin):
+    tree_session()
+    msg = message(message_data__content="Thanks")
+    html = edit(admin, msg, '{\n  "role": "user",,\n}').content.decode()
+    assert "line 2, column 18" in html
+
+
+def test_message_history_keeps_the_diff_lines(admin):
+    tree_session()
+    msg = message(message_data__content="Thanks")
+    assert edit(admin, msg, json.dumps(user("Thank you"))).status_code == 302
+    url = reverse("admin:conversations_agentmessage_history", args=[msg.pk])
+    html = admin.get(url).content.decode()
+    assert "white-space: pre-wrap" in html
+    assert '-  "content": "Thanks"' in html.replace("&quot;", '"')
 
 
 def test_message_edit_error_keeps_the_typed_text(admin):
@@ -437,3 +590,41 @@ def test_change_permission_allows_rename_but_not_branch_delete(client):
 
 def test_services_constants_are_what_the_admin_shows():
     assert "renumber every later turn" in services.USER_TURN_CHANGE_ERROR
+
+
+@pytest.mark.parametrize(
+    ("item", "preview"),
+    [
+        (assistant("Sunny\n\nin   Paris."), "Sunny in Paris."),
+        (user("What's up?"), "What's up?"),
+        (
+            {
+                "role": "user",
+                "content": [{"type": "input_text", "text": "see"}, {"type": "input_image"}],
+            },
+            "see [input_image]",
+        ),
+        ({"type": "reasoning", "summary": [{"type": "summary_text", "text": "Think."}]}, "Think."),
+        (
+            {
+                "type": "web_search_call",
+                "id": "ws_1",
+                "action": {"type": "search", "query": "Lyon"},
+            },
+            "web_search_call: Lyon",
+        ),
+        ({"type": "function_call_output", "call_id": "c", "output": "ok"}, "ok"),
+        ({"type": "mcp_list_tools", "tools": []}, '{"type": "mcp_list_tools", "tools": []}'),
+    ],
+)
+def test_item_preview_is_one_readable_line(item, preview):
+    from conversations.admin import item_preview
+
+    assert item_preview(item) == preview
+
+
+def test_item_preview_is_cut_to_its_length():
+    from conversations.admin import PREVIEW_LENGTH, item_preview
+
+    text = item_preview(user("x" * (PREVIEW_LENGTH + 10)))
+    assert text == "x" * PREVIEW_LENGTH + "..."
