@@ -21,8 +21,7 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -162,18 +161,6 @@ def item_preview(data: Any) -> str:
 # ---- Sessions ----------------------------------------------------------------------------
 
 
-def _count_per_session(queryset: QuerySet, count: Count | None = None) -> Coalesce:
-    """``count`` (rows by default) over ``queryset``'s rows of the outer session, 0 if none."""
-    per_session = (
-        queryset.filter(session_id=OuterRef("pk"))
-        .order_by()
-        .values("session_id")
-        .annotate(n=count or Count("*"))
-        .values("n")
-    )
-    return Coalesce(Subquery(per_session), 0)
-
-
 class MessageInline(admin.TabularInline):
     model = AgentMessage
     fk_name = "session"
@@ -238,19 +225,7 @@ class AgentSessionAdmin(admin.ModelAdmin):
     # -- display --
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        # Correlated counts, not ``with_counts()``'s joins: joining messages and structure rows
-        # multiplies them (a 800-item session is a million-row join per changelist, worse with
-        # the message search's own join).
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                message_count=_count_per_session(AgentMessage.objects.all()),
-                branch_count=_count_per_session(
-                    MessageStructure.objects.all(), Count("branch_id", distinct=True)
-                ),
-            )
-        )
+        return super().get_queryset(request).with_counts()
 
     @admin.display(description="messages", ordering="message_count")
     def message_count(self, obj: AgentSession) -> int:

@@ -14,7 +14,8 @@ first. (Django 5.2 has no ``db_on_delete``.)
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from .fields import CurrentTimestamp, SDKJSONField
 
@@ -23,10 +24,21 @@ MAIN_BRANCH = "main"
 
 class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
     def with_counts(self) -> AgentSessionQuerySet:
-        """Annotate each session with its message, branch and usage totals."""
+        """Annotate each session with ``message_count`` and ``branch_count``.
+
+        Correlated subqueries, not joins: joining messages and structure rows multiplies them
+        (an 800-item session is a million-row join, worse under a search's own join).
+        """
+
+        def per_session(queryset: models.QuerySet, count: Count) -> Coalesce:
+            rows = queryset.filter(session_id=OuterRef("pk")).order_by().values("session_id")
+            return Coalesce(Subquery(rows.annotate(n=count).values("n")), 0)
+
         return self.annotate(
-            message_count=Count("messages", distinct=True),
-            branch_count=Count("structure__branch_id", distinct=True),
+            message_count=per_session(AgentMessage.objects.all(), Count("*")),
+            branch_count=per_session(
+                MessageStructure.objects.all(), Count("branch_id", distinct=True)
+            ),
         )
 
 
