@@ -533,8 +533,11 @@ class DjangoSession(SessionABC):
         concurrent writers of this session (any process) wait until we commit; on SQLite the
         IMMEDIATE transaction already holds the file's write lock. Must run inside atomic().
         """
-        sql = self._sql.bump_generation if bump else self._sql.lock_generation
-        return self._execute(sql, [self.session_id])[0][0]
+        if bump:
+            return self._execute(self._sql.bump_generation, [self.session_id])[0][0]
+        if self._sql.writer_lock_prelude:
+            self._execute(self._sql.writer_lock_prelude, [self.session_id])
+        return self._execute(self._sql.writer_lock, [self.session_id])[0][0]
 
     def _write_target(self, branch_id: str, generation: int | None) -> str:
         """Lock the session and return the branch a queued mutation must act on.

@@ -36,6 +36,8 @@ class SessionSQL:
     lock_generation: str
     bump_generation: str
     read_generation: str
+    writer_lock: str
+    writer_lock_prelude: str | None
     touch_session: str
     insert_messages_head: str
     insert_message_row: str
@@ -60,7 +62,8 @@ class SessionSQL:
 
 
 @cache
-def _build(vendor: str) -> SessionSQL:
+def _build(vendor: str, immediate: bool = False) -> SessionSQL:
+    """The statements for ``vendor``; ``immediate``: SQLite whose transactions BEGIN IMMEDIATE."""
     ms = MessageStructure._meta.db_table
     am = AgentMessage._meta.db_table
     ags = AgentSession._meta.db_table
@@ -97,10 +100,23 @@ def _build(vendor: str) -> SessionSQL:
         f"ON CONFLICT (session_id) DO UPDATE SET generation = {scg}.generation {{step}} "
         "RETURNING generation"
     )
+    # DjangoSession's writes start with writer_lock, which serialises the session's writers
+    # and returns its clear generation. The upsert's row lock does that on PostgreSQL (and on
+    # SQLite opened with DEFERRED transactions, where it takes the file's write lock at once).
+    # An IMMEDIATE transaction holds that lock from BEGIN, so there an INSERT OR IGNORE (the
+    # SDK's own: the row exists, as the SDK's always does) and a plain read do, and a write no
+    # longer rewrites the row. lock_generation always upserts (importers rely on its result).
+    read_or_zero = f"SELECT COALESCE((SELECT generation FROM {scg} WHERE session_id = %s), 0)"
     return SessionSQL(
         lock_generation=upsert_generation.format(start=0, step=""),
         bump_generation=upsert_generation.format(start=1, step="+ 1"),
         read_generation=f"SELECT generation FROM {scg} WHERE session_id = %s",
+        writer_lock=read_or_zero if immediate else upsert_generation.format(start=0, step=""),
+        writer_lock_prelude=(
+            f"INSERT OR IGNORE INTO {scg} (session_id, generation) VALUES (%s, 0)"
+            if immediate
+            else None
+        ),
         touch_session=(
             f"INSERT INTO {ags} (session_id) VALUES (%s) "
             "ON CONFLICT (session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP"
@@ -198,4 +214,7 @@ def _build(vendor: str) -> SessionSQL:
 
 def statements(using: str) -> SessionSQL:
     """The statements for the database behind alias ``using``."""
-    return _build(connections[using].vendor)
+    connection = connections[using]
+    options = connection.settings_dict.get("OPTIONS") or {}
+    immediate = str(options.get("transaction_mode", "")).upper() == "IMMEDIATE"
+    return _build(connection.vendor, immediate and connection.vendor == "sqlite")
