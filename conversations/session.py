@@ -707,56 +707,42 @@ class DjangoSession(SessionABC):
         self._branch_state = (MAIN_BRANCH, generation)
 
     @_db_operation
-    def _capture_current_turn_sync(
-        self, branch_id: str, generation: int | None
-    ) -> tuple[int, str, int | None]:
-        """(current turn, branch, id of the turn's first row) at this point of the order."""
-        self._check_not_closed()
-        self._observe_generation(self._durable_generation())
-        if generation is not None and self._branch_state[1] != generation:
-            return 0, branch_id, None  # a clear invalidated the history this usage belongs to
-        key = [self.session_id, branch_id]
-        newest = self._execute(self._sql.current_turn, [*key, branch_id])
-        turn = (newest[0][0] if newest else None) or 0
-        ((anchor,),) = self._execute(self._sql.turn_anchor, [*key, turn])
-        return turn, branch_id, anchor
-
-    @_db_operation
     def _capture_and_store_usage_sync(
         self, usage: Usage, branch_id: str, generation: int | None
     ) -> None:
-        turn, branch, anchor = self._capture_current_turn_sync.__wrapped__(
-            self, branch_id, generation
-        )
-        if anchor is None:
-            self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
-            return
-        self._store_usage_sync.__wrapped__(self, turn, usage, branch, anchor)
+        """Store ``usage`` on the branch's current turn: one transaction, four statements.
 
-    @_db_operation
-    def _store_usage_sync(self, turn: int, usage: Usage, branch_id: str, anchor: int) -> None:
+        The turn is read under the session's writer lock, so nothing can pop, delete or clear
+        it before the row is written.
+        """
         self._check_not_closed()
         sql, sid = self._sql, self.session_id
         with transaction.atomic(using=self.using):
-            self._lock_session()
-            if not self._execute(sql.anchor_exists, [anchor, sid, branch_id, turn]):
-                return  # the turn was popped, deleted or cleared meanwhile
+            self._observe_generation(self._lock_session())
+            if generation is not None and self._branch_state[1] != generation:
+                return  # a clear invalidated the history this usage belongs to
+            newest = self._execute(sql.current_turn, [sid, branch_id, branch_id])
+            if not newest:
+                self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
+                return
+            turn = newest[0][0] or 0
+            row = [
+                sid,
+                branch_id,
+                turn,
+                usage.requests or 0,
+                usage.input_tokens or 0,
+                usage.output_tokens or 0,
+                usage.total_tokens or 0,
+                self._details_json(usage, "input_tokens_details"),
+                self._details_json(usage, "output_tokens_details"),
+            ]
             # INSERT OR REPLACE semantics: the old row goes, a new one (new id) comes.
-            self._execute(sql.delete_turn_usage, [sid, branch_id, turn])
-            self._execute(
-                sql.insert_turn_usage,
-                [
-                    sid,
-                    branch_id,
-                    turn,
-                    usage.requests or 0,
-                    usage.input_tokens or 0,
-                    usage.output_tokens or 0,
-                    usage.total_tokens or 0,
-                    self._details_json(usage, "input_tokens_details"),
-                    self._details_json(usage, "output_tokens_details"),
-                ],
-            )
+            if sql.replace_turn_usage:
+                self._execute(sql.replace_turn_usage, row)
+            else:
+                self._execute(sql.delete_turn_usage, [sid, branch_id, turn])
+                self._execute(sql.insert_turn_usage, row)
 
     def _details_json(self, usage: Usage, attribute: str) -> RawJSON | None:
         details = getattr(usage, attribute, None)

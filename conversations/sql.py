@@ -48,10 +48,9 @@ class SessionSQL:
     items_all: str
     items_newest: str
     current_turn: str
-    turn_anchor: str
-    anchor_exists: str
     delete_turn_usage: str
     insert_turn_usage: str
+    replace_turn_usage: str | None
     turn_usage_all: str
     turn_usage_one: str
     branch_summaries: str
@@ -107,6 +106,12 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
     # SDK's own: the row exists, as the SDK's always does) and a plain read do, and a write no
     # longer rewrites the row. lock_generation always upserts (importers rely on its result).
     read_or_zero = f"SELECT COALESCE((SELECT generation FROM {scg} WHERE session_id = %s), 0)"
+    insert_usage = (
+        f"{{verb}} INTO {tu} (session_id, branch_id, user_turn_number, requests, "
+        "input_tokens, output_tokens, total_tokens, input_tokens_details, "
+        f"output_tokens_details) VALUES (%s, %s, %s, %s, %s, %s, %s, {json_param}, "
+        f"{json_param})"
+    )
     return SessionSQL(
         lock_generation=upsert_generation.format(start=0, step=""),
         bump_generation=upsert_generation.format(start=1, step="+ 1"),
@@ -152,22 +157,13 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
             "ORDER BY s.branch_id DESC, s.sequence_number DESC LIMIT %s"
         ),
         current_turn=f"SELECT user_turn_number FROM {ms} WHERE {one_branch} {newest_first} LIMIT 1",
-        turn_anchor=(
-            f"SELECT MIN(id) FROM {ms} "
-            "WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
-        ),
-        anchor_exists=(
-            f"SELECT 1 FROM {ms} WHERE id = %s AND session_id = %s AND branch_id = %s "
-            "AND user_turn_number = %s"
-        ),
         delete_turn_usage=(
             f"DELETE FROM {tu} WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
         ),
-        insert_turn_usage=(
-            f"INSERT INTO {tu} (session_id, branch_id, user_turn_number, requests, "
-            "input_tokens, output_tokens, total_tokens, input_tokens_details, "
-            f"output_tokens_details) VALUES (%s, %s, %s, %s, %s, %s, %s, {json_param}, "
-            f"{json_param})"
+        insert_turn_usage=insert_usage.format(verb="INSERT"),
+        # The SDK's own statement, on SQLite: one statement instead of DELETE + INSERT.
+        replace_turn_usage=(
+            insert_usage.format(verb="INSERT OR REPLACE") if vendor == "sqlite" else None
         ),
         turn_usage_all=(
             "SELECT user_turn_number, requests, input_tokens, output_tokens, total_tokens, "
