@@ -49,6 +49,64 @@ ERR_BAD_TURN = "'turn' must be a positive integer."
 # Turns outlive a dropped socket (they finish and are stored): keep their tasks referenced.
 _RUNNING_TURNS: set[asyncio.Task[None]] = set()
 
+#: Text deltas arriving within this many seconds of the last frame share one frame.
+DELTA_WINDOW = 0.025
+
+
+class DeltaBatcher:
+    """Sends a turn's events in order, coalescing text deltas that come in quick succession.
+
+    The first delta after a quiet ``window`` goes out at once (time to first token is
+    untouched); deltas within the window are joined and sent when it ends, or before the next
+    non-delta event. A model that streams faster than the eye reads (or a burst after a slow
+    tool) then costs a few frames instead of one per token.
+    """
+
+    def __init__(self, send: Any, window: float = DELTA_WINDOW) -> None:
+        self._send = send
+        self._window = window
+        self._pending: list[str] = []
+        self._last = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        if message.get("type") != "delta":
+            async with self._lock:
+                await self._flush()
+                await self._send(message)
+            return
+        if not self._pending and loop.time() - self._last >= self._window:
+            async with self._lock:
+                self._last = loop.time()
+                await self._send(message)
+            return
+        self._pending.append(message["text"])
+        if self._timer is None:
+            delay = max(0.0, self._last + self._window - loop.time())
+            self._timer = loop.call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        task = asyncio.ensure_future(self.flush())
+        _RUNNING_TURNS.add(task)  # keep a reference until it is done
+        task.add_done_callback(_RUNNING_TURNS.discard)
+
+    async def flush(self) -> None:
+        """Send what is pending now."""
+        async with self._lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending:
+            text, self._pending = "".join(self._pending), []
+            self._last = asyncio.get_running_loop().time()
+            await self._send({"type": "delta", "text": text})
+
 
 def _route_session_id(scope: dict[str, Any], prefix: str) -> str:
     """The session id from the URL, percent-decoded exactly once.
@@ -230,6 +288,7 @@ class ChatConsumer(_AuthorizedConsumer):
 
     async def _run(self, input: Any, branch_id: str) -> None:
         await aclose_old_connections()
+        emit = DeltaBatcher(self._send)
         try:
             async with turn_guard(self.session_id, branch_id) as acquired:
                 if not acquired:
@@ -239,20 +298,25 @@ class ChatConsumer(_AuthorizedConsumer):
                     session_id=self.session_id,
                     branch_id=branch_id,
                     input=input,
-                    emit=self._send,
+                    emit=emit,
                     timeout=getattr(settings, "FORKVIEW_TURN_TIMEOUT", 120),
                 )
         except TurnTimeout as exc:
-            await self._error(f"{exc} Nothing was stored; send again to retry.")
+            await emit(
+                {"type": "error", "message": f"{exc} Nothing was stored; send again to retry."}
+            )
         except Exception as exc:
             logger.exception("Chat turn failed on %r / %r", self.session_id, branch_id)
             detail = str(exc).strip()[:300] or type(exc).__name__
-            await self._error(
-                f"The model failed: {type(exc).__name__}: {detail}. "
-                "Nothing was stored; send again to retry."
+            await emit(
+                {
+                    "type": "error",
+                    "message": f"The model failed: {type(exc).__name__}: {detail}. "
+                    "Nothing was stored; send again to retry.",
+                }
             )
         else:
-            await self._send(outcome.message())
+            await emit(outcome.message())
 
     # ---- Outgoing -------------------------------------------------------------------------------
 

@@ -130,7 +130,8 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         badge = turn.locator(".token-badge").inner_text()
         assert re.search(r"↑ \d+", badge) and re.search(r"↓ \d+", badge)
         deltas = [f for f in frames if f["type"] == "delta"]
-        assert len(deltas) == 8 and "".join(d["text"] for d in deltas) == "2+2*3 = 8."
+        # Streamed: several frames (quick tokens share one), adding up to the answer.
+        assert len(deltas) >= 2 and "".join(d["text"] for d in deltas) == "2+2*3 = 8."
         complete = next(f for f in frames if f["type"] == "turn_complete")
         assert complete["turn"] == 3 and complete["usage"]["total_tokens"] > 0
         assert "Turn 3 stored on main" in page.inner_text("#chat-status")
