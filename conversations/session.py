@@ -553,6 +553,11 @@ class DjangoSession(SessionABC):
     def _structure(self) -> Any:
         return MessageStructure.objects.using(self.using).filter(session_id=self.session_id)
 
+    def _session_branches(self) -> list[str]:
+        """Every branch id with rows in this session."""
+        rows = self._execute(self._sql.session_branches, [self.session_id, self.session_id])
+        return [branch for (branch,) in rows]
+
     def _reserve(self, branch_ids: list[str]) -> None:
         if branch_ids:
             self._cursor().executemany(
@@ -701,7 +706,7 @@ class DjangoSession(SessionABC):
         with transaction.atomic(using=db):
             generation = self._lock_session(bump=True)
             # Branch ids stay reserved after the clear: record those only rows knew about.
-            self._reserve(list(self._structure().values_list("branch_id", flat=True).distinct()))
+            self._reserve(self._session_branches())
             for model in (TurnUsage, MessageStructure, AgentMessage, AgentSession):
                 model.objects.using(db).filter(session_id=self.session_id).delete()
         self._branch_state = (MAIN_BRANCH, generation)
@@ -778,7 +783,7 @@ class DjangoSession(SessionABC):
             except Exception:  # only for the debug log, as in the SDK
                 content = "Unable to parse content"
             # Backfill ids of branches written without a reservation, then reserve ours.
-            self._reserve(list(self._structure().values_list("branch_id", flat=True).distinct()))
+            self._reserve(self._session_branches())
             new_branch = self._reserve_new_branch_id(branch_name, turn_number)
             self._copy_prefix(source, new_branch, turn_param)
         self._branch_state = (new_branch, generation)

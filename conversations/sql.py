@@ -58,6 +58,7 @@ class SessionSQL:
     copy_prefix: str
     user_message_at_turn: str
     max_sequence: str
+    session_branches: str
 
 
 @cache
@@ -200,6 +201,16 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
             "AND branch_turn_number < %s ORDER BY sequence_number"
         ),
         max_sequence=f"SELECT MAX(sequence_number) FROM {ms} WHERE session_id = %s",
+        # The session's distinct branch ids by skipping through the (session, branch, ...)
+        # index: one probe per branch, where SELECT DISTINCT reads every row of the session.
+        session_branches=(
+            "WITH RECURSIVE b(id) AS ("
+            f"SELECT (SELECT MIN(branch_id) FROM {ms} WHERE session_id = %s) "
+            "UNION ALL "
+            f"SELECT (SELECT MIN(branch_id) FROM {ms} WHERE session_id = %s AND branch_id > b.id) "
+            "FROM b WHERE b.id IS NOT NULL"
+            ") SELECT id FROM b WHERE id IS NOT NULL"
+        ),
         user_message_at_turn=(
             f"SELECT m.message_data FROM {ms} s JOIN {am} m ON m.id = s.message_id "
             "WHERE s.session_id = %s AND s.branch_id = %s AND s.branch_turn_number = %s "
