@@ -14,19 +14,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_session_bench_quick_prints_tables(tmp_path: Path) -> None:
+def _run_quick(script: str, workdir: Path) -> str:
+    """Run ``bench/<script> --quick`` on SQLite in ``workdir``; return what it printed."""
     env = {k: v for k, v in os.environ.items() if k != "BENCH_DATABASE_URL"}
     proc = subprocess.run(
-        [sys.executable, "bench/session_bench.py", "--quick", "--workdir", str(tmp_path)],
+        [sys.executable, f"bench/{script}", "--quick", "--workdir", str(workdir)],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
         timeout=180,
     )
-
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    out = proc.stdout
+    return proc.stdout
+
+
+def test_session_bench_quick_prints_tables(tmp_path: Path) -> None:
+    out = _run_quick("session_bench.py", tmp_path)
     assert "== Ops on a 400-item session" in out
     for op in (
         "append 1 item",
@@ -46,18 +50,7 @@ def test_session_bench_quick_prints_tables(tmp_path: Path) -> None:
 
 
 def test_chat_bench_quick_prints_tables(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "BENCH_DATABASE_URL"}
-    proc = subprocess.run(
-        [sys.executable, "bench/chat_bench.py", "--quick", "--workdir", str(tmp_path)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    out = proc.stdout
+    out = _run_quick("chat_bench.py", tmp_path)
     assert "== 1. Chat path overhead per turn" in out
     for row in ("text reply", "tool call + reply", "time to first delta", "turn duration"):
         assert row in out, row
