@@ -226,6 +226,7 @@ class DjangoSession(SessionABC):
         # operation (None until then), since a constructor may run inside an event loop.
         self._branch_state: tuple[str, int | None] = (branch_id or MAIN_BRANCH, None)
         self._turn_operation_tail: Future[None] | None = None
+        self._generation_row_ensured = False
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -535,9 +536,21 @@ class DjangoSession(SessionABC):
         """
         if bump:
             return self._execute(self._sql.bump_generation, [self.session_id])[0][0]
-        if self._sql.writer_lock_prelude:
-            self._execute(self._sql.writer_lock_prelude, [self.session_id])
+        self._ensure_generation_row()
         return self._execute(self._sql.writer_lock, [self.session_id])[0][0]
+
+    def _ensure_generation_row(self) -> None:
+        """SQLite (IMMEDIATE): create the session's generation row, as the SDK always has one.
+
+        Once a transaction that did so commits, this instance skips the statement: nothing
+        deletes that row (a clear bumps it), and a missing row reads as generation 0 anyway.
+        """
+        if self._sql.writer_lock_prelude and not self._generation_row_ensured:
+            self._execute(self._sql.writer_lock_prelude, [self.session_id])
+            transaction.on_commit(self._generation_row_committed, using=self.using)
+
+    def _generation_row_committed(self) -> None:
+        self._generation_row_ensured = True
 
     def _write_target(self, branch_id: str, generation: int | None) -> str:
         """Lock the session and return the branch a queued mutation must act on.
@@ -715,22 +728,31 @@ class DjangoSession(SessionABC):
     def _capture_and_store_usage_sync(
         self, usage: Usage, branch_id: str, generation: int | None
     ) -> None:
-        """Store ``usage`` on the branch's current turn: one transaction, four statements.
+        """Store ``usage`` on the branch's current turn, in one transaction.
 
         The turn is read under the session's writer lock, so nothing can pop, delete or clear
-        it before the row is written.
+        it before the row is written. SQLite (IMMEDIATE): BEGIN takes that lock, then one
+        read and one write; PostgreSQL: the lock upsert, one read, and the write.
         """
         self._check_not_closed()
         sql, sid = self._sql, self.session_id
         with transaction.atomic(using=self.using):
-            self._observe_generation(self._lock_session())
+            if sql.generation_and_turn:
+                self._ensure_generation_row()
+                ((durable, turn, present),) = self._execute(
+                    sql.generation_and_turn, [sid, sid, branch_id, branch_id]
+                )
+            else:
+                durable = self._lock_session()
+                newest = self._execute(sql.current_turn, [sid, branch_id, branch_id])
+                turn, present = (newest[0][0], 1) if newest else (None, None)
+            self._observe_generation(durable)
             if generation is not None and self._branch_state[1] != generation:
                 return  # a clear invalidated the history this usage belongs to
-            newest = self._execute(sql.current_turn, [sid, branch_id, branch_id])
-            if not newest:
+            if present is None:
                 self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
                 return
-            turn = newest[0][0] or 0
+            turn = turn or 0
             row = [
                 sid,
                 branch_id,

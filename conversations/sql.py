@@ -48,6 +48,7 @@ class SessionSQL:
     items_all: str
     items_newest: str
     current_turn: str
+    generation_and_turn: str | None
     delete_turn_usage: str
     insert_turn_usage: str
     replace_turn_usage: str | None
@@ -158,6 +159,17 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
             "ORDER BY s.branch_id DESC, s.sequence_number DESC LIMIT %s"
         ),
         current_turn=f"SELECT user_turn_number FROM {ms} WHERE {one_branch} {newest_first} LIMIT 1",
+        # store_run_usage under an IMMEDIATE transaction (the lock is already held): the clear
+        # generation and the branch's current turn in one statement; present is NULL if the
+        # branch has no rows.
+        generation_and_turn=(
+            f"SELECT ({read_or_zero}), t.user_turn_number, t.present "
+            "FROM (SELECT 1) AS one LEFT JOIN ("
+            f"SELECT user_turn_number, 1 AS present FROM {ms} "
+            f"WHERE {one_branch} {newest_first} LIMIT 1) AS t ON 1 = 1"
+            if immediate
+            else None
+        ),
         delete_turn_usage=(
             f"DELETE FROM {tu} WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s"
         ),
