@@ -488,8 +488,9 @@ class DjangoSession(SessionABC):
 
         return _run()
 
-    @property
+    @functools.cached_property
     def _sql(self) -> SessionSQL:
+        """The statements for this session's database (looked up once per instance)."""
         return statements(self.using)
 
     def _cursor(self) -> Any:
