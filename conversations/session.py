@@ -808,7 +808,7 @@ class DjangoSession(SessionABC):
             # Backfill ids of branches written without a reservation, then reserve ours.
             self._reserve(self._session_branches())
             new_branch = self._reserve_new_branch_id(branch_name, turn_number)
-            self._copy_prefix(source, new_branch, turn_param)
+            self._copy_prefix(source, new_branch, turn_param, found[0][1])
         self._branch_state = (new_branch, generation)
         return new_branch, source, content
 
@@ -834,16 +834,19 @@ class DjangoSession(SessionABC):
         self._reserve([candidate])
         return candidate
 
-    def _copy_prefix(self, source: str, new_branch: str, turn_number: int) -> int:
+    def _copy_prefix(self, source: str, new_branch: str, turn_number: int, turn_start: int) -> int:
         """Copy the source rows of turns before ``turn_number`` to ``new_branch``.
 
         One ``INSERT ... SELECT``: the copy can be thousands of rows, and building model
-        instances for them would cost more than the rest of the operation.
+        instances for them would cost more than the rest of the operation. ``turn_start``
+        (the sequence number of the turn's user message) ends the index range: turn numbers
+        never decrease along a branch, so every earlier turn lies before it, and the copy
+        reads only the rows it copies instead of the whole source branch.
         """
         sid = self.session_id
         ((seq,),) = self._execute(self._sql.max_sequence, [sid])
         return self._execute(
-            self._sql.copy_prefix, [new_branch, seq or 0, sid, source, turn_number]
+            self._sql.copy_prefix, [new_branch, seq or 0, sid, source, turn_number, turn_start]
         )
 
     @_db_operation

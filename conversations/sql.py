@@ -210,7 +210,7 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
             "%s + ROW_NUMBER() OVER (ORDER BY sequence_number), "
             "user_turn_number, branch_turn_number, tool_name "
             f"FROM {ms} WHERE session_id = %s AND branch_id = %s "
-            "AND branch_turn_number < %s ORDER BY sequence_number"
+            "AND branch_turn_number < %s AND sequence_number < %s ORDER BY sequence_number"
         ),
         max_sequence=f"SELECT MAX(sequence_number) FROM {ms} WHERE session_id = %s",
         # The session's distinct branch ids by skipping through the (session, branch, ...)
@@ -224,7 +224,8 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
             ") SELECT id FROM b WHERE id IS NOT NULL"
         ),
         user_message_at_turn=(
-            f"SELECT m.message_data FROM {ms} s JOIN {am} m ON m.id = s.message_id "
+            f"SELECT m.message_data, s.sequence_number FROM {ms} s "
+            f"JOIN {am} m ON m.id = s.message_id "
             "WHERE s.session_id = %s AND s.branch_id = %s AND s.branch_turn_number = %s "
             "AND s.message_type = 'user' LIMIT 1"
         ),
