@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conversations.models import SessionClearGeneration
 from conversations.session import DjangoSession
+from conversations.sql import statements
 
 from .sdk_harness import assistant, function_call, function_output, run_result, usage, user
 
@@ -147,3 +148,23 @@ async def test_reads_run_a_fixed_number_of_statements(size):
         await session.list_branches()
     # generation, newest 20; generation, all; one branch summary (no transaction)
     assert len(statements) == 5, statements
+
+
+@pytest.mark.skipif(not ON_SQLITE, reason="SQLite's plan; PostgreSQL's depends on statistics")
+async def test_branch_copy_reads_an_index_range_ending_at_the_fork_turn():
+    """The copy must not scan the whole source branch, only the turns it copies."""
+    session = DjangoSession(session_id="copy-range")
+    for turn in range(50):
+        await session.add_items([user(f"q{turn}"), assistant(f"a{turn}")])
+    await session.create_branch_from_turn(2, "early")
+    assert await session.get_items() == [user("q0"), assistant("a0")]
+
+    @sync_to_async
+    def copy_plan() -> str:
+        sql = statements("default").copy_prefix
+        with connections["default"].cursor() as cursor:
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, ["b", 100, "copy-range", "main", 2, 3])
+            return " | ".join(str(row[-1]) for row in cursor.fetchall())
+
+    plan = await copy_plan()
+    assert "sequence_number<?" in plan.replace(" ", ""), plan
