@@ -7,6 +7,8 @@
   var css = getComputedStyle(document.documentElement);
   function v(name) { return css.getPropertyValue(name).trim() || "#888"; }
   var palette = ["#4263eb", "#e8590c", "#2b8a3e", "#ae3ec9", "#1098ad", "#f59f00", "#c2255c", "#5c940d"];
+  // Tools get colours no branch uses, so "calculator" is never mistaken for "main" beside it.
+  var toolPalette = ["#0ca678", "#7048e8", "#e67700", "#d6336c", "#15aabf", "#74b816", "#845ef7", "#868e96"];
   Chart.defaults.color = v("--muted");
   Chart.defaults.borderColor = v("--border");
   Chart.defaults.font.family = "system-ui, sans-serif";
@@ -35,7 +37,7 @@
       data: {
         labels: labels,
         datasets: names.map(function (name, i) {
-          return { label: name, stack: "tools", backgroundColor: palette[i % palette.length],
+          return { label: name, stack: "tools", backgroundColor: toolPalette[i % toolPalette.length],
                    data: labels.map(function (turn) { return byTool[name][turn] || 0; }) };
         })
       },
