@@ -45,6 +45,7 @@ from .models import (
     AgentSession,
     BranchReservation,
     MessageStructure,
+    PreferredBranch,
     SessionClearGeneration,
     TurnUsage,
 )
@@ -890,4 +891,27 @@ class SessionClearGenerationAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# ---- Preferred branches (Forkview's own review annotation) --------------------------------
+
+
+@admin.register(PreferredBranch)
+class PreferredBranchAdmin(admin.ModelAdmin):
+    """Marked on the review page (which checks the branch exists); here: see and unmark."""
+
+    list_display = ["session_col", "branch_id", "marked_by", "marked_at"]
+    search_fields = ["=session_id", "branch_id"]
+    readonly_fields = ["session_id", "branch_id", "marked_by", "marked_at"]
+    date_hierarchy = "marked_at"
+
+    @admin.display(description="session", ordering="session_id")
+    def session_col(self, obj: PreferredBranch) -> SafeString:
+        return session_link(obj.session_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

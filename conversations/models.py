@@ -13,6 +13,7 @@ first. (Django 5.2 has no ``db_on_delete``.)
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
@@ -57,6 +58,7 @@ class AgentSession(models.Model):
         ordering = ["-updated_at"]
         permissions = [
             ("continue_conversation", "Can continue and fork conversations in the live chat"),
+            ("mark_preferred_branch", "Can mark the branch reviewers see first"),
         ]
 
     def __str__(self) -> str:
@@ -248,3 +250,25 @@ class SessionClearGeneration(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}: {self.generation}"
+
+
+class PreferredBranch(models.Model):
+    """The branch a session opens on in the review pages (Forkview's own table, not the SDK's).
+
+    Reviewers mark the path they settled on ("the good answer is on ``retry-2``"). One per
+    session; a preference whose branch no longer has rows is ignored (``main`` is shown).
+    """
+
+    session_id = models.TextField(primary_key=True)
+    branch_id = models.TextField()
+    marked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    marked_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "forkview_preferred_branches"
+        verbose_name = "preferred branch"
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.branch_id}"

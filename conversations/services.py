@@ -36,6 +36,7 @@ from .models import (
     AgentSession,
     BranchReservation,
     MessageStructure,
+    PreferredBranch,
     SessionClearGeneration,
     TurnUsage,
 )
@@ -374,6 +375,7 @@ def branch_delete(*, session_id: str, branch_id: str, using: str = "default") ->
     """
     session = DjangoSession(session_id=session_id, using=using)
     async_to_sync(session.delete_branch)(branch_id, force=True)
+    PreferredBranch.objects.using(using).filter(session_id=session_id, branch_id=branch_id).delete()
 
 
 def branch_rename(*, session_id: str, old: str, new: str, using: str = "default") -> int:
@@ -407,7 +409,35 @@ def branch_rename(*, session_id: str, old: str, new: str, using: str = "default"
         TurnUsage.objects.using(using).filter(session_id=session_id, branch_id=old).update(
             branch_id=new
         )
+        PreferredBranch.objects.using(using).filter(session_id=session_id, branch_id=old).update(
+            branch_id=new
+        )
     return moved
+
+
+def branch_prefer(
+    *, session_id: str, branch_id: str | None, user: Any = None, using: str = "default"
+) -> PreferredBranch | None:
+    """Mark the branch the review pages open first; ``branch_id=None`` clears the mark.
+
+    Returns:
+        The preference, or ``None`` once cleared.
+
+    Raises:
+        ServiceError: The branch has no rows in the session.
+    """
+    preferences = PreferredBranch.objects.using(using)
+    if branch_id is None:
+        preferences.filter(session_id=session_id).delete()
+        return None
+    rows = MessageStructure.objects.using(using).filter(session_id=session_id)
+    if not rows.filter(branch_id=branch_id).exists():
+        raise ServiceError(BRANCH_MISSING_ERROR.format(branch=branch_id, session=session_id))
+    preference, _created = preferences.update_or_create(
+        session_id=session_id,
+        defaults={"branch_id": branch_id, "marked_by": user if user and user.pk else None},
+    )
+    return preference
 
 
 # ---- Sessions --------------------------------------------------------------------------
@@ -419,6 +449,7 @@ def session_delete(*, session_id: str, using: str = "default") -> None:
     Branch ids stay reserved and live instances of the session fall back to ``main``.
     """
     async_to_sync(DjangoSession(session_id=session_id, using=using).clear_session)()
+    PreferredBranch.objects.using(using).filter(session_id=session_id).delete()
 
 
 def session_id_taken(*, session_id: str, using: str = "default") -> bool:
@@ -488,6 +519,13 @@ def session_duplicate(*, session_id: str, new_session_id: str, using: str = "def
         SessionClearGeneration.objects.using(using).filter(session_id=new_session_id).update(
             generation=generation or 0
         )
+        preference = PreferredBranch.objects.using(using).filter(session_id=session_id).first()
+        if preference is not None:
+            PreferredBranch.objects.using(using).create(
+                session_id=new_session_id,
+                branch_id=preference.branch_id,
+                marked_by_id=preference.marked_by_id,
+            )
     return len(copies)
 
 

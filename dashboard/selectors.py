@@ -53,6 +53,7 @@ from conversations.models import (
     AgentSession,
     BranchReservation,
     MessageStructure,
+    PreferredBranch,
     TurnUsage,
 )
 
@@ -82,7 +83,7 @@ DEFAULT_SORT = "-updated"
 def session_url(session_id: str, branch_id: str | None = None, turn: int | None = None) -> str:
     url = reverse("session_detail", kwargs={"session_id": session_id})
     params: dict[str, Any] = {}
-    if branch_id is not None and branch_id != MAIN_BRANCH:
+    if branch_id is not None:  # explicit, even for main: without it the preferred branch opens
         params["branch"] = branch_id
     if turn is not None:
         params["turn"] = turn
@@ -681,6 +682,8 @@ class SessionDetail:
     usage_url: str
     created_at: datetime | None
     updated_at: datetime | None
+    #: The branch marked preferred (it opens when no branch is asked for), if it still exists.
+    preferred_branch: str | None = None
 
 
 def _truncate(text: str, limit: int = MAX_TEXT) -> str:
@@ -1020,23 +1023,30 @@ def turn_page_get(
 def session_detail_get(
     *,
     session_id: str,
-    branch_id: str = MAIN_BRANCH,
+    branch_id: str | None = None,
     start: int | None = None,
     turn: int | None = None,
 ) -> SessionDetail:
     """Everything the session page shows (about 6 queries, whatever the session's size).
 
+    ``branch_id=None`` shows the session's preferred branch, or ``main`` if none is marked.
+
     Raises:
         Http404: Unknown session or branch.
     """
+    preferred = PreferredBranch.objects.filter(session_id=OuterRef("pk")).values("branch_id")
     session = (
         AgentSession.objects.filter(session_id=session_id)
-        .values_list("created_at", "updated_at")
+        .annotate(preferred=Subquery(preferred[:1]))
+        .values_list("created_at", "updated_at", "preferred")
         .first()
     )
     if session is None:
         raise Http404("No such session")
     tree = branch_tree_get(session_id=session_id)
+    preferred_branch = session[2] if session[2] in tree else None
+    if branch_id is None:
+        branch_id = preferred_branch or MAIN_BRANCH
     if branch_id not in tree:
         raise Http404("No such branch")
     page = turn_page_get(tree=tree, branch_id=branch_id, start=start, turn=turn)
@@ -1048,6 +1058,7 @@ def session_detail_get(
         usage_url=usage_url(session_id, branch_id),
         created_at=session[0],
         updated_at=session[1],
+        preferred_branch=preferred_branch,
     )
 
 

@@ -21,6 +21,7 @@ urlpatterns = [
     path("sessions/<path:session_id>/usage.json", views.session_usage, name="session_usage"),
     path("sessions/<path:session_id>/compare/", views.session_compare, name="session_compare"),
     path("sessions/<path:session_id>/turns/", views.session_turns, name="session_turns"),
+    path("sessions/<path:session_id>/prefer/", views.session_prefer, name="session_prefer"),
     path("sessions/<path:session_id>/", views.session_detail, name="session_detail"),
     path("admin/", admin.site.urls),
 ]

@@ -7,16 +7,25 @@ from datetime import date
 from typing import Any
 
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from conversations.models import MAIN_BRANCH
+from conversations import services
+from conversations.models import MAIN_BRANCH, AgentSession
 
 from . import selectors
 from .chat_views import CHAT_PERMISSION, chat_url
 
 VIEW_PERMISSION = "conversations.view_agentsession"
+PREFER_PERMISSION = "conversations.mark_preferred_branch"
 
 
 def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -76,21 +85,50 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @reviewer_required
 def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
-    """One branch turn by turn, with the branch tree, switchers and token charts."""
-    branch_id = request.GET.get("branch") or MAIN_BRANCH
+    """One branch turn by turn, with the branch tree, switchers and token charts.
+
+    Without ``?branch=`` the session's preferred branch opens (``main`` if none is marked).
+    """
     detail = selectors.session_detail_get(
         session_id=session_id,
-        branch_id=branch_id,
+        branch_id=request.GET.get("branch") or None,
         start=_int(request.GET.get("start")),
         turn=_int(request.GET.get("turn")),
     )
+    branch_id = detail.branch.branch_id
     other = detail.branch.parent_id or next((b for b in detail.tree.order if b != branch_id), None)
     context = {
         "detail": detail,
         "chat_url": _chat_url_for(request, session_id, branch_id),
         "compare_url": selectors.compare_url(session_id, other, branch_id) if other else None,
+        "can_prefer": request.user.has_perm(PREFER_PERMISSION),
     }
     return render(request, "dashboard/session_detail.html", context)
+
+
+@require_POST
+@reviewer_required
+@permission_required(PREFER_PERMISSION, raise_exception=True)
+def session_prefer(request: HttpRequest, session_id: str) -> HttpResponseRedirect:
+    """Mark (``branch=<id>``) or clear (``clear=1``) the branch the session opens on.
+
+    Answers with a redirect to that branch's page (303, so a reload does not re-post);
+    an unknown session or branch is a 404.
+    """
+    branch_id = request.POST.get("branch", "")
+    clear = request.POST.get("clear") == "1"
+    if not clear and not branch_id:
+        return HttpResponseBadRequest("Which branch? Send branch=<id>, or clear=1.")
+    if not AgentSession.objects.filter(session_id=session_id).exists():
+        raise Http404("No such session")
+    try:
+        services.branch_prefer(
+            session_id=session_id, branch_id=None if clear else branch_id, user=request.user
+        )
+    except services.ServiceError as exc:
+        raise Http404(str(exc)) from exc
+    target = selectors.session_url(session_id, branch_id or MAIN_BRANCH)
+    return HttpResponseRedirect(target, status=303)
 
 
 @require_GET

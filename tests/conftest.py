@@ -58,18 +58,21 @@ def pytest_collection_modifyitems(session, config, items):
 # ---- Review UI fixtures (dashboard) -----------------------------------------------------------
 
 
+def grant(user, *codenames: str):
+    """Give ``user`` the ``conversations`` permissions ``codenames``; return the user."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="conversations", codename__in=codenames)
+    )
+    return user
+
+
 @pytest.fixture
 def reviewer(db, django_user_model):
     """A user who may browse conversations (``conversations.view_agentsession``)."""
-    from django.contrib.auth.models import Permission
-
     user = django_user_model.objects.create_user(username="reviewer", password="review-pass-1")
-    user.user_permissions.add(
-        Permission.objects.get(
-            content_type__app_label="conversations", codename="view_agentsession"
-        )
-    )
-    return user
+    return grant(user, "view_agentsession")
 
 
 @pytest.fixture

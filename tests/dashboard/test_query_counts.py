@@ -67,3 +67,13 @@ def test_session_list_constant_queries(reviewer_client):
         _session(f"s{n}", 6)
     assert _count(reviewer_client, reverse("home")) == few
     assert _count(reviewer_client, reverse("home") + "?q=question&tool=calculator") == search_few
+
+
+def test_detail_on_the_preferred_branch_costs_no_extra_query(reviewer_client, sizes):
+    from conversations.services import branch_prefer
+
+    before = _count(reviewer_client, session_url("large", "alt"))
+    for sid in sizes:
+        branch_prefer(session_id=sid, branch_id="alt")
+    small, large = (_count(reviewer_client, session_url(sid)) for sid in sizes)
+    assert small == large == before

@@ -599,10 +599,10 @@ class Command(BaseCommand):
     def _demo_user(self) -> None:
         """A dev-only reviewer. Never created when DEBUG is off."""
         user_model = get_user_model()
-        # Browse every session and continue any branch in the live chat.
+        # Browse every session, mark preferred branches, continue any branch in the live chat.
         permissions = Permission.objects.filter(
             content_type__app_label="conversations",
-            codename__in=("view_agentsession", "continue_conversation"),
+            codename__in=("view_agentsession", "continue_conversation", "mark_preferred_branch"),
         )
         user = user_model.objects.filter(username=DEMO_USERNAME).first()
         if user is not None:

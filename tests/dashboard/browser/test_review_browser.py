@@ -11,6 +11,7 @@ from django.conf import settings
 from django.test import Client
 
 from dashboard.selectors import compare_url, session_url
+from tests.conftest import grant
 from tests.dashboard.builders import Writer, trip_session
 from tests.dashboard.hostile import hostile_turns
 
@@ -124,7 +125,7 @@ def test_keyboard_navigation(live_server, page, reviewer, trip):
     page.wait_for_selector("#turn-3")
     page.evaluate("() => document.getElementById('turn-3').focus()")
     page.keyboard.press("[")
-    page.wait_for_url(re.compile(r"/sessions/demo/trip/\?turn=3"))
+    page.wait_for_url(re.compile(r"/sessions/demo/trip/\?branch=main&turn=3"))
 
 
 def test_load_earlier_prepends_turns(live_server, page, reviewer):
@@ -173,3 +174,29 @@ def test_mobile_and_dark_layouts(live_server, browser, reviewer, trip):
         assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
         context.close()
+
+
+def test_mark_a_preferred_branch(live_server, page, reviewer, trip):
+    grant(reviewer, "mark_preferred_branch")
+    _login_cookie(page, live_server, reviewer)
+    page.goto(live_server.url + session_url("demo/trip", "tokyo/nikko"))
+    page.click("#prefer-button")
+    page.wait_for_selector("#preferred-badge")
+    assert page.inner_text("#prefer-button") == "Unmark preferred"
+    # The session list's link now opens the marked branch; the tree stars it.
+    page.goto(live_server.url + "/")
+    page.click("tr.session-row a[href='/sessions/demo/trip/']")
+    page.wait_for_selector("#preferred-badge")
+    assert page.get_attribute("#session-page", "data-branch") == "tokyo/nikko"
+    star = page.locator("#branch-tree .tree-node[data-branch='tokyo/nikko'] .preferred-star")
+    assert star.is_visible()
+    _shot(page, "preferred-branch")
+    # main is one click away, and unmarking brings the default back.
+    page.click("#branch-tree .tree-node[data-branch='main'] a")
+    page.wait_for_selector("#prefer-button")
+    assert page.get_attribute("#session-page", "data-branch") == "main"
+    page.goto(live_server.url + session_url("demo/trip"))
+    page.click("#prefer-button")
+    page.wait_for_selector("#prefer-button:has-text('Mark as preferred')")
+    page.goto(live_server.url + session_url("demo/trip"))
+    assert page.get_attribute("#session-page", "data-branch") == "main"
