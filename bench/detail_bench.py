@@ -13,6 +13,9 @@ afterwards. The page is requested in-process through Django's test ``Client`` (l
 reviewer; middleware, auth, selectors, templates: everything but the network), on the branch
 forked at 90% (so the tree, the switchers and the shared-prefix usage owners all matter).
 
+Both data sets are built first; then the two pages are requested alternately, so a change in
+the machine's speed during the run hits both sizes alike.
+
 Target: ratio (8,000 / 500 turns) of median server time <= 1.5, and the same query count.
 The bench creates its own scratch database (a SQLite file in a temp folder, or a scratch
 database on the PostgreSQL server, dropped at the end) and never touches the configured one.
@@ -170,19 +173,24 @@ def main() -> int:
         user.user_permissions.add(Permission.objects.get(codename="view_agentsession"))
         client = Client()
         client.force_login(user)
+        urls, built = {}, {}
         for turns in sizes:
             started = time.perf_counter()
-            session_id = _build(turns)
-            built = time.perf_counter() - started
-            url = session_url(session_id, "late fork")
+            urls[turns] = session_url(_build(turns), "late fork")
+            built[turns] = time.perf_counter() - started
             for _ in range(3):  # warm up: template cache, connection
-                assert client.get(url).status_code == 200
-            times = []
-            for _ in range(args.requests):
+                assert client.get(urls[turns]).status_code == 200
+        # Both sizes are built first, then requested alternately (the order flips every
+        # round), so drift in the machine's speed hits both alike.
+        times: dict[int, list[float]] = {turns: [] for turns in sizes}
+        for r in range(args.requests):
+            for turns in sizes if r % 2 == 0 else sizes[::-1]:
                 t0 = time.perf_counter()
-                response = client.get(url)
-                times.append((time.perf_counter() - t0) * 1000)
+                response = client.get(urls[turns])
+                times[turns].append((time.perf_counter() - t0) * 1000)
                 assert response.status_code == 200
+        for turns in sizes:
+            url = urls[turns]
             with CaptureQueriesContext(connection) as queries:
                 assert client.get(url).status_code == 200
             n_queries = len(queries)  # read now: the next request resets the query log
@@ -191,15 +199,15 @@ def main() -> int:
                 t0 = time.perf_counter()
                 client.get(f"{url.split('?')[0]}usage.json?branch=late+fork")
                 usage_t.append((time.perf_counter() - t0) * 1000)
-            times.sort()
+            samples = sorted(times[turns])
             rows.append(
                 (
                     turns,
-                    statistics.median(times),
-                    times[int(len(times) * 0.9) - 1],
+                    statistics.median(samples),
+                    samples[int(len(samples) * 0.9) - 1],
                     n_queries,
                     statistics.median(usage_t),
-                    built,
+                    built[turns],
                 )
             )
     finally:
