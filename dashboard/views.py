@@ -19,7 +19,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations import services
-from conversations.models import MAIN_BRANCH, AgentSession
+from conversations.models import MAIN_BRANCH
 
 from . import selectors
 from .chat_views import CHAT_PERMISSION, chat_url
@@ -113,14 +113,12 @@ def session_prefer(request: HttpRequest, session_id: str) -> HttpResponseRedirec
     """Mark (``branch=<id>``) or clear (``clear=1``) the branch the session opens on.
 
     Answers with a redirect to that branch's page (303, so a reload does not re-post);
-    an unknown session or branch is a 404.
+    a branch without rows in the session (or an unknown session) is a 404.
     """
     branch_id = request.POST.get("branch", "")
     clear = request.POST.get("clear") == "1"
     if not clear and not branch_id:
         return HttpResponseBadRequest("Which branch? Send branch=<id>, or clear=1.")
-    if not AgentSession.objects.filter(session_id=session_id).exists():
-        raise Http404("No such session")
     try:
         services.branch_prefer(
             session_id=session_id, branch_id=None if clear else branch_id, user=request.user
