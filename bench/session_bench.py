@@ -990,12 +990,13 @@ def report(plan: Plan, results: dict[str, Any], pg_url: str, setup_s: float, tot
 
 
 def items_newest_params(placeholders: int) -> list[Any]:
-    """Parameters of ``DjangoSession``'s newest-items query: (session, branch..., limit).
+    """Parameters of ``DjangoSession``'s newest-items query: (session for the clear
+    generation, session, branch..., limit).
 
     The branch id fills every placeholder between the session and the limit, so the plan
     printout keeps working if the statement names the branch more than once.
     """
-    return [READER, *["main"] * (placeholders - 2), 20]
+    return [READER, READER, *["main"] * (placeholders - 3), 20]
 
 
 def explain_pg(plan: Plan) -> None:
@@ -1042,9 +1043,12 @@ def explain_sqlite(plan: Plan, workdir: Path) -> None:
         "ORDER BY s.sequence_number DESC LIMIT ?"
     )
     print(f"== SQLite EXPLAIN QUERY PLAN of get_items(limit=20), {ds.label} ==")
-    for name, sql in (("DjangoSession", django_sql), ("AdvancedSQLiteSession", sdk_sql)):
+    plans = (
+        ("DjangoSession", django_sql, items_newest_params(django_sql.count("?"))),
+        ("AdvancedSQLiteSession", sdk_sql, [READER, "main", 20]),
+    )
+    for name, sql, params in plans:
         conn = sqlite3.connect(workdir / f"django_{ds.key}.sqlite3")
-        params = items_newest_params(sql.count("?"))
         rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
         conn.close()
         print(f"-- {name}: " + "; ".join(r[3] for r in rows))

@@ -604,20 +604,36 @@ class DjangoSession(SessionABC):
 
     @_db_operation
     def _get_items_sync(self, limit: int | None, branch_id: str | None) -> list[Any]:
-        branch = self._resolve_read_branch(branch_id)
-        key = [self.session_id, branch]
-        if limit is None or limit < 0:
-            return _decode_rows(self._execute(self._sql.items_all, key))
         if limit == 0:
+            self._resolve_read_branch(branch_id)
             return []
+        if branch_id is not None:
+            return self._branch_items(branch_id, limit)[0]
+        # The current branch: its rows carry the clear generation. One statement in the
+        # common case; if a clear from another instance sent us back to main, read main.
+        branch = self._current_branch_id
+        items, generation = self._branch_items(branch, limit)
+        self._observe_generation(self._durable_generation() if generation is None else generation)
+        if self._current_branch_id != branch:
+            items = self._branch_items(self._current_branch_id, limit)[0]
+        return items
+
+    def _branch_items(self, branch: str, limit: int | None) -> tuple[list[Any], int | None]:
+        """A branch's items (the newest ``limit`` if not None/negative) and the session's
+        clear generation read with them (``None`` when the branch has no rows)."""
+        sid = self.session_id
+        if limit is None or limit < 0:
+            rows = self._execute(self._sql.items_all, [sid, sid, branch])
+            return _decode_rows(rows), (rows[0][1] if rows else None)
         window = limit
         while True:
-            rows = self._execute(self._sql.items_newest, [*key, branch, window])
+            rows = self._execute(self._sql.items_newest, [sid, sid, branch, branch, window])
+            generation = rows[0][1] if rows else None
             items = _decode_rows(rows[::-1])
             if len(items) >= limit:
-                return items[-limit:]
+                return items[-limit:], generation
             if len(rows) < window:
-                return items
+                return items, generation
             window *= 2
 
     @_db_operation

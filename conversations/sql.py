@@ -149,12 +149,15 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
         reserve_branch=(
             f"INSERT INTO {br} (session_id, branch_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
         ),
+        # get_items: each row also carries the session's clear generation (an uncorrelated
+        # subquery: evaluated once per statement), so a read of the current branch learns of
+        # a clear by another instance in the same statement and snapshot as its items.
         items_all=(
-            f"SELECT m.message_data FROM {ms} s {join_messages} "
+            f"SELECT m.message_data, ({read_or_zero}) FROM {ms} s {join_messages} "
             "WHERE s.session_id = %s AND s.branch_id = %s ORDER BY s.sequence_number"
         ),
         items_newest=(
-            f"SELECT m.message_data FROM {ms} s {join_messages} "
+            f"SELECT m.message_data, ({read_or_zero}) FROM {ms} s {join_messages} "
             "WHERE s.session_id = %s AND s.branch_id >= %s AND s.branch_id <= %s "
             "ORDER BY s.branch_id DESC, s.sequence_number DESC LIMIT %s"
         ),

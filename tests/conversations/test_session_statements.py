@@ -141,13 +141,37 @@ async def test_reads_run_a_fixed_number_of_statements(size):
     session = DjangoSession(session_id=f"reads-{size}")
     for turn in range(size):
         await session.add_items([user(f"q{turn}"), assistant(f"a{turn}")])
-    await session.create_branch_from_turn(1, "alt")
+    await session.create_branch_from_turn(2, "alt")  # copies turn 1: "alt" has rows
     async with captured() as statements:
         await session.get_items(limit=20)
         await session.get_items()
         await session.list_branches()
-    # generation, newest 20; generation, all; one branch summary (no transaction)
-    assert len(statements) == 5, statements
+    # Each is one statement (no transaction): the rows carry the session's clear generation.
+    assert len(statements) == 3, statements
+    assert all("session_clear_generations" in sql for sql in statements), statements
+
+
+async def test_reading_an_empty_current_branch_also_reads_the_generation():
+    session = await seeded("empty-branch")
+    await session.create_branch_from_turn(1, "ghost")  # nothing before turn 1: no rows
+    async with captured() as statements:
+        assert await session.get_items(limit=20) == []
+    assert len(statements) == 2, statements  # the empty read, then the generation alone
+
+
+async def test_a_read_after_an_external_clear_returns_to_main_in_the_same_call():
+    session = await seeded("reread")
+    await session.create_branch_from_turn(1, "side")
+    await session.add_items([user("on side")])
+    other = DjangoSession(session_id="reread")
+    await other.clear_session()
+    await other.add_items([user("new main")])
+    async with captured() as statements:
+        items = await session.get_items(limit=20)
+    assert items == [user("new main")]
+    assert session.current_branch_id == "main"
+    # "side" (emptied by the clear), the generation alone (no rows carried it), then main
+    assert len(statements) == 3, statements
 
 
 @pytest.mark.skipif(
