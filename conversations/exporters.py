@@ -9,6 +9,10 @@ the database-local surrogate ids (message, structure and usage row ids). Message
 numbered ``ref`` 1..n in id order and structure rows point at those refs, so the same
 session exports to the same bytes from any database, and export -> import into an empty
 database -> export is byte-identical. Timestamps are ISO 8601 in UTC.
+
+Forkview's own mark on a session travels too: ``preferred_branch`` (the branch the review
+pages open on) is present only when the session has one, so trees of unmarked sessions are
+the same bytes as before the key existed. Who marked it and when stay behind.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .models import (
     AgentSession,
     BranchReservation,
     MessageStructure,
+    PreferredBranch,
     SessionClearGeneration,
     TurnUsage,
 )
@@ -168,7 +173,7 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
         .values_list("generation", flat=True)
         .first()
     )
-    return {
+    tree = {
         "format": TREE_FORMAT,
         "version": TREE_VERSION,
         "session": {
@@ -182,6 +187,15 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
         "structure": structure,
         "usage": usage,
     }
+    preferred = (
+        PreferredBranch.objects.using(using)
+        .filter(session_id=session_id)
+        .values_list("branch_id", flat=True)
+        .first()
+    )
+    if preferred is not None:
+        tree["preferred_branch"] = preferred
+    return tree
 
 
 def tree_dumps(tree: dict[str, Any]) -> str:
@@ -367,6 +381,9 @@ def _validate_tree(tree: Any) -> None:
     for row in tree.get("structure", []):
         if row.get("message") not in known:
             raise TreeError(f"A structure row points at unknown message ref {row.get('message')}.")
+    preferred = tree.get("preferred_branch")
+    if "preferred_branch" in tree and (not isinstance(preferred, str) or not preferred):
+        raise TreeError("preferred_branch must be a branch id (a non-empty string).")
 
 
 def tree_import(
@@ -479,6 +496,12 @@ def _write_tree(tree: dict[str, Any], using: str) -> None:
         generations.delete()  # the lock above created it; the source had none
     else:
         generations.update(generation=generation)
+    if "preferred_branch" in tree:
+        # Kept even if that branch has no rows here: the review pages then show main, as
+        # they do for any mark whose branch is gone.
+        PreferredBranch.objects.using(db).create(
+            session_id=session_id, branch_id=tree["preferred_branch"]
+        )
 
 
 # ---- SDK SQLite files ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from conversations.models import (
     AgentSession,
     BranchReservation,
     MessageStructure,
+    PreferredBranch,
     SessionClearGeneration,
     TurnUsage,
 )
@@ -40,6 +41,7 @@ ALL_MODELS = (
     AgentSession,
     BranchReservation,
     SessionClearGeneration,
+    PreferredBranch,
 )
 
 
@@ -64,6 +66,23 @@ def test_tree_round_trip_is_byte_identical():
     assert tree["reservations"] == ["alt", "gone", "main"]
     assert {row["branch_id"] for row in tree["structure"]} == {"main", "alt"}
     assert len(tree["usage"]) == 4
+
+
+def test_preferred_branch_mark_travels_with_the_tree():
+    tree_session()
+    assert "preferred_branch" not in tree_export(session_id="s1")  # unmarked: no key
+    PreferredBranch.objects.create(session_id="s1", branch_id="alt")
+    first = export_text(session_id="s1", fmt="json")
+    assert json.loads(first)["preferred_branch"] == "alt"
+    wipe()
+    assert tree_import(tree=json.loads(first)).imported == ["s1"]
+    assert PreferredBranch.objects.get(session_id="s1").branch_id == "alt"
+    assert export_text(session_id="s1", fmt="json") == first
+    # Importing the same tree again is "unchanged"; one with another mark is a conflict.
+    assert tree_import(tree=json.loads(first)).unchanged == ["s1"]
+    other = json.loads(first) | {"preferred_branch": "main"}
+    assert tree_import(tree=other).conflicts
+    assert PreferredBranch.objects.get(session_id="s1").branch_id == "alt"
 
 
 def test_imported_tree_behaves_like_the_original_session():
@@ -120,6 +139,18 @@ def test_tree_import_dry_run_writes_nothing():
             "structure": [{"message": 2}],
             "usage": [],
         },
+        *(
+            {
+                "format": "forkview.session-tree",
+                "version": 1,
+                "session": {"session_id": "x"},
+                "messages": [],
+                "structure": [],
+                "usage": [],
+                "preferred_branch": bad,
+            }
+            for bad in (None, "", 5, ["alt"])
+        ),
     ],
 )
 def test_tree_import_rejects_malformed_trees(tree):
