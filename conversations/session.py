@@ -28,6 +28,10 @@ How it works:
   ``store_run_usage`` run in the order they were called on an instance, and a mutation whose
   caller is cancelled still completes (or rolls back) as a whole before the cancellation
   propagates.
+- On SQLite, when nothing observes Django's cursor (no DEBUG query log, no test query
+  capture, no ``execute_wrapper``), statements run on the connection's DB-API object: the
+  same connection, transaction and SQL, with ``django.db`` errors, minus Django's
+  per-statement cursor layer. ``sqlite_fast_path = False`` sends them through it always.
 - The current branch lives in the instance and starts on ``main`` (or ``branch_id=``). A
   ``clear_session`` by any instance, in any process, sends the others back to ``main`` on
   their next operation, exactly as the SDK's clear generations do.
@@ -61,6 +65,7 @@ from agents.memory.session_settings import (
 )
 from asgiref.sync import sync_to_async
 from django.db import DataError, connections, transaction
+from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 
 from . import classify
 from .fields import RawJSON, UndecodableJSON
@@ -162,8 +167,24 @@ def _loads_or_none(data: Any) -> Any:
         return None
 
 
+@functools.lru_cache(maxsize=256)
+def _qmark(sql: str) -> str:
+    """A ``%s`` statement in sqlite3's ``?`` style (the conversion Django's cursor makes)."""
+    return FORMAT_QMARK_REGEX.sub("?", sql).replace("%%", "%")
+
+
 def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
-    """Run a sync worker with one cursor for all its statements (and refuse if closed)."""
+    """Run a sync worker with one cursor for all its statements (and refuse if closed).
+
+    On SQLite, when nothing observes the connection (no ``DEBUG`` query log, no
+    ``CaptureQueriesContext``/``assertNumQueries``, no ``connection.execute_wrapper``), the
+    worker's statements go straight to the connection's DB-API object: same connection, same
+    transaction, same SQL, with errors still translated to ``django.db`` exceptions, minus
+    Django's per-statement cursor machinery (~20 µs warm, ~100 µs with cold CPU caches, which
+    is a fifth of ``get_items(limit=20)``). Anything observing gets every statement through
+    Django's cursor as usual. ``DjangoSession.sqlite_fast_path = False`` turns this off
+    (e.g. for an APM that patches Django's ``CursorWrapper``).
+    """
 
     @functools.wraps(worker)
     def run(self: DjangoSession, *args: Any) -> _T:
@@ -176,6 +197,19 @@ def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
                 connection.errors_occurred = False
             else:
                 connection.close()
+        if (
+            self.sqlite_fast_path
+            and connection.vendor == "sqlite"
+            and not connection.queries_logged
+            and not connection.execute_wrappers
+        ):
+            connection.ensure_connection()
+            self._local.dbapi = connection.connection
+            try:
+                with connection.wrap_database_errors:
+                    return worker(self, *args)
+            finally:
+                self._local.dbapi = None
         with connection.cursor() as cursor:
             self._local.cursor = cursor
             try:
@@ -190,6 +224,9 @@ class DjangoSession(SessionABC):
     """An SDK session stored through the Django ORM, with branches and usage analytics."""
 
     session_settings: SessionSettings | None = None
+    #: SQLite: run statements on the DB-API connection when nothing observes Django's
+    #: cursor (see ``_db_operation``); False sends every statement through Django's cursor.
+    sqlite_fast_path: bool = True
 
     def __init__(
         self,
@@ -500,9 +537,20 @@ class DjangoSession(SessionABC):
 
     def _execute(self, sql: str, params: list[Any] | tuple[Any, ...]) -> Any:
         """Run one statement on this session's database; return the rows or the rowcount."""
-        cursor = self._cursor()
-        cursor.execute(sql, params)
+        dbapi = getattr(self._local, "dbapi", None)
+        if dbapi is not None:
+            cursor = dbapi.execute(_qmark(sql), params)
+        else:
+            cursor = self._cursor()
+            cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else cursor.rowcount
+
+    def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        dbapi = getattr(self._local, "dbapi", None)
+        if dbapi is not None:
+            dbapi.executemany(_qmark(sql), rows)
+        else:
+            self._cursor().executemany(sql, rows)
 
     def _check_not_closed(self) -> None:
         if self._closed:
@@ -574,9 +622,7 @@ class DjangoSession(SessionABC):
 
     def _reserve(self, branch_ids: list[str]) -> None:
         if branch_ids:
-            self._cursor().executemany(
-                self._sql.reserve_branch, [(self.session_id, b) for b in branch_ids]
-            )
+            self._executemany(self._sql.reserve_branch, [(self.session_id, b) for b in branch_ids])
 
     def _delete_unreferenced_messages(self, message_ids: list[int]) -> int:
         """Delete those of ``message_ids`` that no structure row of the session references.
@@ -684,7 +730,7 @@ class DjangoSession(SessionABC):
                             lab.tool_name,
                         )
                     )
-                self._cursor().executemany(sql.insert_structure, rows)
+                self._executemany(sql.insert_structure, rows)
         except DataError as exc:
             if connections[self.using].vendor == "postgresql":
                 # jsonb holds JSON values, so some of what json.dumps writes cannot be stored:

@@ -198,3 +198,93 @@ async def test_branch_copy_reads_an_index_range_ending_at_the_fork_turn():
 
     plan = await copy_plan()
     assert "sequence_number<?" in plan.replace(" ", ""), plan
+
+
+# ---- SQLite: statements skip Django's cursor unless something observes it ------------------
+
+SQLITE_ONLY = pytest.mark.skipif(
+    not ON_SQLITE,
+    reason="the DB-API fast path is SQLite's; PostgreSQL always uses Django's cursor",
+)
+
+
+@asynccontextmanager
+async def django_cursor_executions() -> AsyncIterator[list[str]]:
+    """Statements that went through Django's ``CursorWrapper`` (a spy: the real method runs)."""
+    from django.db.backends.utils import CursorWrapper
+
+    seen: list[str] = []
+    original = CursorWrapper.execute
+
+    def spy(self, sql, params=None):
+        seen.append(sql)
+        return original(self, sql, params)
+
+    CursorWrapper.execute = spy
+    try:
+        yield seen
+    finally:
+        CursorWrapper.execute = original
+
+
+@SQLITE_ONLY
+async def test_unobserved_sqlite_reads_skip_djangos_cursor():
+    session = await seeded("fast-reads")
+    async with django_cursor_executions() as seen:
+        assert len(await session.get_items(limit=2)) == 2
+        assert len(await session.list_branches()) == 1
+        await session.add_items([user("more")])
+    # Only the transaction's BEGIN IMMEDIATE (Django's atomic) went through Django's cursor.
+    assert seen == ["BEGIN IMMEDIATE"], seen
+
+
+@SQLITE_ONLY
+async def test_sqlite_fast_path_can_be_turned_off():
+    session = await seeded("slow-reads")
+    session.sqlite_fast_path = False
+    async with django_cursor_executions() as seen:
+        await session.get_items(limit=2)
+    assert len(seen) == 1 and "agent_messages" in seen[0], seen
+
+
+@SQLITE_ONLY
+async def test_execute_wrappers_see_every_statement():
+    """An observer installed with ``connection.execute_wrapper`` (APMs, SQL comments) still
+    sees the session's statements: its presence routes them through Django's cursor."""
+    session = await seeded("wrapped")
+    seen: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    def install() -> None:  # on the worker thread, whose connection the session uses
+        connections["default"].execute_wrappers.append(wrapper)
+
+    def uninstall() -> None:
+        connections["default"].execute_wrappers.remove(wrapper)
+
+    await sync_to_async(install)()
+    try:
+        assert len(await session.get_items()) == 4
+    finally:
+        await sync_to_async(uninstall)()
+    assert len(seen) == 1 and "agent_messages" in seen[0], seen
+
+
+@SQLITE_ONLY
+async def test_fast_path_errors_are_djangos_database_errors():
+    from django.db.utils import OperationalError
+
+    from conversations.session import _db_operation
+
+    class Broken(DjangoSession):
+        @_db_operation
+        def _bad_sync(self) -> object:
+            return self._execute("SELECT no_such_column FROM agent_messages", [])
+
+    session = Broken(session_id="broken")
+    with pytest.raises(OperationalError, match="no_such_column"):
+        await sync_to_async(session._bad_sync)()
+    # The connection is checked (and kept: it is usable) before the next operation.
+    assert await session.get_items() == []
