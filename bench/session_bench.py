@@ -728,7 +728,7 @@ def make_plan(quick: bool) -> Plan:
     if quick:
         plan = Plan((100, 400, 800), 1600, 3, 50, 20)
     else:
-        plan = Plan((500, 2000, 8000), 32000, 25, 250, 100)
+        plan = Plan((500, 2000, 8000), 32000, 75, 250, 100)
     small, medium, large = plan.sizes
     plan.data_sets = [
         DataSet("s", f"{small:,}", small),
@@ -751,12 +751,23 @@ def main() -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the SQLite files and PostgreSQL databases"
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=0,
+        help="measured rounds (default 75, --quick 3); more rounds steady the medians of "
+        "sub-millisecond ops on a noisy host",
+    )
     args = parser.parse_args()
+    if args.rounds < 0:
+        parser.error("--rounds must be positive")
     pg_url = args.postgres if args.postgres.startswith(("postgres://", "postgresql://")) else ""
     if args.postgres and not pg_url:
         parser.error("--postgres must be a postgres:// URL")
 
     plan = make_plan(args.quick)
+    if args.rounds:
+        plan.rounds = args.rounds
     started = time.perf_counter()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="forkview-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
