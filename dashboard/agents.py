@@ -58,8 +58,8 @@ __all__ = [
 
 INSTRUCTIONS = (
     "You are Forkview's demo assistant. Be brief. Use current_time for the date or time, "
-    "calculate for arithmetic (never do it in your head), and search_sessions to find past "
-    "conversations stored in Forkview."
+    "calculate for arithmetic (never do it in your head), get_weather for the weather in a "
+    "city, and search_sessions to find past conversations stored in Forkview."
 )
 
 
@@ -265,15 +265,40 @@ async def search_sessions(query: str) -> str:
     return "; ".join(f"{sid} (turn {turn}): {text}" for sid, turn, text in hits)
 
 
+# Offline demo readings (the seeded conversations use them too); other cities get a mild default.
+DEMO_WEATHER = {
+    "lisbon": (22, "sunny", 48),
+    "oslo": (3, "light snow", 81),
+    "tokyo": (16, "overcast", 62),
+    "são paulo": (27, "thunderstorms", 88),
+    "nairobi": (24, "partly cloudy", 55),
+}
+
+
+@function_tool
+def get_weather(city: str, unit: str = "celsius") -> dict[str, Any]:
+    """Current weather for a city (offline demo data)."""
+    temp, sky, humidity = DEMO_WEATHER.get(city.strip().lower(), (18, "clear", 50))
+    if unit == "fahrenheit":
+        temp = round(temp * 9 / 5 + 32)
+    return {
+        "city": city,
+        "temperature": temp,
+        "unit": unit,
+        "conditions": sky,
+        "humidity": humidity,
+    }
+
+
 # ---- The demo agent ------------------------------------------------------------------------
 
 
 def demo_agent() -> Agent[Any]:
-    """Forkview's demo assistant: three real tools on the environment's model."""
+    """Forkview's demo assistant: four real tools on the environment's model."""
     return Agent(
         name="Forkview assistant",
         instructions=INSTRUCTIONS,
-        tools=[current_time, calculate, search_sessions],
+        tools=[current_time, calculate, get_weather, search_sessions],
         model=default_model(),
         model_settings=default_model_settings(),
     )

@@ -24,6 +24,7 @@ After a tool call it answers from the tool's output. Anything else gets a short,
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
@@ -68,6 +69,8 @@ _TIME = re.compile(
 _CALC = re.compile(
     r"\b(?:calculate|calc|compute|evaluate|what is|what's)\s+([-+*/%().\d\s^e]+?)\s*[?.!]*$"
 )
+# "weather in Lisbon?", "what's the weather like for São Paulo": the city is what follows.
+_WEATHER = re.compile(r"\bweather\b.*?\b(?:in|for|at)\s+([^?.!]+?)\s*[?.!]*$", re.IGNORECASE)
 _SEARCH = re.compile(
     r"\b(?:search|find|look up)\s+(?:my\s+|past\s+|the\s+|old\s+)*"
     r"(?:sessions?|conversations?|chats?)\s+(?:for|about|with|mentioning)\s+(.+?)\s*[?.!]*$"
@@ -75,7 +78,8 @@ _SEARCH = re.compile(
 
 HELP = (
     "I'm the offline demo model: deterministic, no network, no API key. "
-    'Try "what time is it", "calculate 2+2*3" or "search sessions for refund". '
+    'Try "what time is it", "calculate 2+2*3", "weather in Lisbon" or '
+    '"search sessions for refund". '
     "Set OPENAI_API_KEY or OPENAI_BASE_URL to talk to a real model."
 )
 
@@ -419,6 +423,22 @@ def _tool_request(text: str, tool_names: set[Any]) -> tuple[str, dict[str, Any]]
             return "calculate", {"expression": expression}
     if "current_time" in tool_names and _TIME.search(lowered):
         return "current_time", {}
+    if "get_weather" in tool_names and (match := _WEATHER.search(text.strip())):
+        city = match.group(1).strip().strip("\"'")
+        if city:
+            return "get_weather", {"city": city}
+    return None
+
+
+def _mapping(output: str) -> dict[str, Any] | None:
+    """A tool's dict output as the SDK stored it: JSON, or a Python literal (``str(dict)``)."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            value = parse(output)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            return value
     return None
 
 
@@ -433,6 +453,12 @@ def _phrase(name: str, arguments: str, output: str) -> str:
         return f"{args.get('expression', 'That')} = {output}."
     if name == "search_sessions":
         return f'Search results for "{args.get("query", "")}": {output}'
+    if name == "get_weather" and (report := _mapping(output)):
+        unit = "°F" if report.get("unit") == "fahrenheit" else "°C"
+        return (
+            f"{report.get('city', args.get('city', 'There'))}: {report.get('temperature')}{unit}, "
+            f"{report.get('conditions')}, humidity {report.get('humidity')}%."
+        )
     return f"{name} returned: {output}"
 
 

@@ -36,6 +36,7 @@ def test_default_agent_is_the_demo_assistant_on_the_offline_model(offline_env):
     assert sorted(tool.name for tool in agent.tools) == [
         "calculate",
         "current_time",
+        "get_weather",
         "search_sessions",
     ]
     assert isinstance(agent.model, OfflineModel)
@@ -179,6 +180,18 @@ async def test_offline_model_streams_token_by_token_with_usage(offline_env):
         ("Calculate 2+2*3", "calculate", {"expression": "2+2*3"}, "2+2*3 = 8."),
         ("what is (1+2)**3?", "calculate", {"expression": "(1+2)**3"}, "(1+2)**3 = 27."),
         ("What time is it?", "current_time", {}, "The current time is 2031-04-05 06:07:08 UTC."),
+        (
+            "What's the weather like in Lisbon?",
+            "get_weather",
+            {"city": "Lisbon"},
+            "Lisbon: 22°C, sunny, humidity 48%.",
+        ),
+        (
+            "WEATHER FOR São Paulo",
+            "get_weather",
+            {"city": "São Paulo"},
+            "São Paulo: 27°C, thunderstorms, humidity 88%.",
+        ),
     ],
 )
 async def test_offline_model_calls_the_demo_tools(

@@ -34,6 +34,7 @@ from openai.types.responses.response_reasoning_item import ResponseReasoningItem
 
 from conversations.models import AgentSession
 from conversations.session import DjangoSession
+from dashboard.agents import get_weather
 from dashboard.offline_model import token_usage
 
 DEMO_USERNAME = "demo"
@@ -54,30 +55,6 @@ def calculator(expression: str) -> str:
         return str(round(eval(expression, {"__builtins__": {}}, {}), 6))  # noqa: S307 - filtered
     except (SyntaxError, ZeroDivisionError, TypeError) as exc:
         return f"error: {exc}"
-
-
-_WEATHER = {
-    "lisbon": (22, "sunny", 48),
-    "oslo": (3, "light snow", 81),
-    "tokyo": (16, "overcast", 62),
-    "são paulo": (27, "thunderstorms", 88),
-    "nairobi": (24, "partly cloudy", 55),
-}
-
-
-@function_tool
-def get_weather(city: str, unit: str = "celsius") -> dict[str, Any]:
-    """Current weather for a city (offline demo data)."""
-    temp, sky, humidity = _WEATHER.get(city.lower(), (18, "clear", 50))
-    if unit == "fahrenheit":
-        temp = round(temp * 9 / 5 + 32)
-    return {
-        "city": city,
-        "temperature": temp,
-        "unit": unit,
-        "conditions": sky,
-        "humidity": humidity,
-    }
 
 
 @function_tool
