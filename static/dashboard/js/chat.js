@@ -60,8 +60,11 @@
     window.scrollTo({ top: document.body.scrollHeight });
   }
 
+  // The server's `tokens` filter, so live turns read like stored ones: 999, 1,003, 12.3k, 1.23M.
   function formatTokens(n) {
-    return n >= 10000 ? (n / 1000).toFixed(1) + "k" : String(n);
+    if (Math.abs(n) >= 1000000) return (n / 1000000).toFixed(2) + "M";
+    if (Math.abs(n) >= 10000) return (n / 1000).toFixed(1) + "k";
+    return String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   }
 
   // ---- Turns --------------------------------------------------------------------------------
@@ -283,7 +286,7 @@
       lastSent = null;
       setEnabled(true);
       const u = msg.usage || {};
-      setStatus("Turn " + msg.turn + " stored on " + msg.branch_id + " · " + (u.total_tokens || 0) + " tokens (↑ " + (u.input_tokens || 0) + " ↓ " + (u.output_tokens || 0) + ")", "muted");
+      setStatus("Turn " + msg.turn + " stored on " + msg.branch_id + " · " + formatTokens(u.total_tokens || 0) + " tokens (↑ " + formatTokens(u.input_tokens || 0) + " ↓ " + formatTokens(u.output_tokens || 0) + ")", "muted");
       input.focus();
     },
     error(msg) { failTurn(msg.message, "error"); },

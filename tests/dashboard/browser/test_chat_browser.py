@@ -8,7 +8,6 @@ a second tab on the review page sees the new turn arrive. Screenshots: /tmp/shot
 from __future__ import annotations
 
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +19,7 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.test import Client
 
+from dashboard.templatetags.forkview import tokens
 from tests.dashboard.builders import Writer, turn_items
 
 SHOTS = Path("/tmp/shots")
@@ -72,11 +72,13 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
             ]
         )
 
-    def seed(self, session_id: str) -> None:
+    def seed(self, session_id: str, *, filler: int = 0) -> None:
+        """Two turns; ``filler`` repeats a 3-token sentence in turn 2 (a longer history)."""
+
         def write():
             writer = Writer(session_id)
             writer.turn(turn_items(1, text="Plan a weekend in Lisbon"))
-            writer.turn(turn_items(2, text="What about the budget?"))
+            writer.turn(turn_items(2, text="What about the budget?" + " More detail." * filler))
 
         _in_thread(write)
 
@@ -113,7 +115,7 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
     def test_stream_a_reply_then_edit_a_turn_into_a_new_branch(self):
         page = self.page
         self.login()
-        self.seed("trip/lisbon")
+        self.seed("trip/lisbon", filler=400)  # over 1,000 input tokens: "1,234" in the badge
         frames = self.frames()
         page.goto(self.chat_url("trip/lisbon"))
         self.wait_ready()
@@ -127,14 +129,21 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         assert turn.locator(".tool-call .tool-name").inner_text().strip() == "calculate"
         assert turn.locator(".tool-output").inner_text() == "8"
         assert turn.locator(".bubble-assistant .text").inner_text() == "2+2*3 = 8."
-        badge = turn.locator(".token-badge").inner_text()
-        assert re.search(r"↑ \d+", badge) and re.search(r"↓ \d+", badge)
         deltas = [f for f in frames if f["type"] == "delta"]
         # Streamed: several frames (quick tokens share one), adding up to the answer.
         assert len(deltas) >= 2 and "".join(d["text"] for d in deltas) == "2+2*3 = 8."
         complete = next(f for f in frames if f["type"] == "turn_complete")
-        assert complete["turn"] == 3 and complete["usage"]["total_tokens"] > 0
-        assert "Turn 3 stored on main" in page.inner_text("#chat-status")
+        usage = complete["usage"]
+        assert complete["turn"] == 3 and usage["input_tokens"] > 1000
+        # Live numbers read like the stored turns' (the server's `tokens` filter).
+        up, down, total = (
+            tokens(usage[k]) for k in ("input_tokens", "output_tokens", "total_tokens")
+        )
+        assert "," in up
+        badge = " ".join(turn.locator(".token-badge").inner_text().split())
+        assert badge == f"↑ {up} ↓ {down}"
+        status = page.inner_text("#chat-status")
+        assert f"Turn 3 stored on main · {total} tokens (↑ {up} ↓ {down})" in status
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / "chat_stream.png"), full_page=True)
 
