@@ -28,6 +28,7 @@ The model backend follows the environment (``default_model``):
 from __future__ import annotations
 
 import ast
+import json
 import math
 import operator
 import os
@@ -276,18 +277,17 @@ DEMO_WEATHER = {
 
 
 @function_tool
-def get_weather(city: str, unit: str = "celsius") -> dict[str, Any]:
-    """Current weather for a city (offline demo data)."""
+def get_weather(city: str, unit: str = "celsius") -> str:
+    """Current weather for a city (offline demo data), as JSON."""
     temp, sky, humidity = DEMO_WEATHER.get(city.strip().lower(), (18, "clear", 50))
     if unit == "fahrenheit":
         temp = round(temp * 9 / 5 + 32)
-    return {
-        "city": city,
-        "temperature": temp,
-        "unit": unit,
-        "conditions": sky,
-        "humidity": humidity,
-    }
+    # JSON text, not a dict: the SDK stores a dict's Python repr, which reads badly in the
+    # tool inspector and differs from what the live stream shows.
+    return json.dumps(
+        {"city": city, "temperature": temp, "unit": unit, "conditions": sky, "humidity": humidity},
+        ensure_ascii=False,
+    )
 
 
 # ---- The demo agent ------------------------------------------------------------------------

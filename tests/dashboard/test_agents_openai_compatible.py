@@ -147,6 +147,7 @@ async def test_demo_agent_streams_from_an_openai_compatible_server(
     assert {t["function"]["name"] for t in first["tools"]} == {
         "calculate",
         "current_time",
+        "get_weather",
         "search_sessions",
     }
     assert [m["role"] for m in second["messages"]][-2:] == ["assistant", "tool"]
