@@ -34,7 +34,7 @@ from openai.types.responses.response_reasoning_item import ResponseReasoningItem
 
 from conversations.models import AgentSession
 from conversations.session import DjangoSession
-from dashboard.agents import get_weather
+from dashboard.agents import evaluate, get_weather
 from dashboard.offline_model import token_usage
 
 DEMO_USERNAME = "demo"
@@ -45,23 +45,16 @@ LONG_SESSION_TURNS = 320
 # ---- Real tools (the scripted model calls them through the Runner) -----------------------
 
 
-@function_tool
-def calculator(expression: str) -> str:
-    """Evaluate a small arithmetic expression (digits, + - * / ( ) . only)."""
-    allowed = set("0123456789+-*/(). ")
-    if not set(expression) <= allowed:
-        return "error: unsupported characters"
-    try:
-        return str(round(eval(expression, {"__builtins__": {}}, {}), 6))  # noqa: S307 - filtered
-    except (SyntaxError, ZeroDivisionError, TypeError) as exc:
-        return f"error: {exc}"
+# The live demo's safe evaluator (no eval), under the name the seeded conversations use.
+calculator = function_tool(evaluate, name_override="calculator")
 
 
 @function_tool
-def web_search(query: str, max_results: int = 3) -> list[dict[str, str]]:
-    """Search the web (an offline stub returning canned results)."""
+def web_search(query: str, max_results: int = 3) -> str:
+    """Search the web (an offline stub returning canned results, as JSON)."""
     slug = "-".join(query.lower().split())[:40]
-    return [
+    # JSON text, not Python objects: the SDK would store their repr.
+    results = [
         {
             "title": f"{query.title()} — result {n}",
             "url": f"https://example.org/{slug}/{n}",
@@ -69,6 +62,7 @@ def web_search(query: str, max_results: int = 3) -> list[dict[str, str]]:
         }
         for n in range(1, max_results + 1)
     ]
+    return json.dumps(results, ensure_ascii=False)
 
 
 @function_tool
@@ -78,15 +72,16 @@ def current_time(timezone: str = "UTC") -> str:
 
 
 @function_tool
-def lookup_order(order_id: str) -> dict[str, Any]:
-    """Look up an order in the (fake) shop database."""
-    return {
+def lookup_order(order_id: str) -> str:
+    """Look up an order in the (fake) shop database (JSON)."""
+    order = {
         "order_id": order_id,
         "status": "shipped",
         "carrier": "PostNord",
         "items": [{"sku": "KB-87", "name": "Mechanical keyboard", "qty": 1}],
         "eta": "2026-11-24",
     }
+    return json.dumps(order)
 
 
 TOOLS = [calculator, get_weather, web_search, current_time, lookup_order]
