@@ -24,7 +24,6 @@ After a tool call it answers from the tool's output. Anything else gets a short,
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import re
@@ -431,15 +430,12 @@ def _tool_request(text: str, tool_names: set[Any]) -> tuple[str, dict[str, Any]]
 
 
 def _mapping(output: str) -> dict[str, Any] | None:
-    """A tool's dict output as the SDK stored it: JSON, or a Python literal (``str(dict)``)."""
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            value = parse(output)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-        if isinstance(value, dict):
-            return value
-    return None
+    """A tool's JSON-object output, or ``None``."""
+    try:
+        value = json.loads(output)
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _phrase(name: str, arguments: str, output: str) -> str:
