@@ -5,6 +5,7 @@
 #   make test            install the test extras (+ Debian's chromium if missing), run the whole
 #                        suite on SQLite + the in-memory channel layer
 #   make test-postgres   the whole suite against DATABASE_URL (PostgreSQL) + REDIS_URL from the env
+#   make lint            ruff check, ruff format --check, mypy (strict, django-stubs)
 #
 # Works on a fresh Debian 12 machine with Python 3.11 as root; `.ci/run` is what CI runs.
 # Knobs (make VAR=value ...): PYTHON, VENV, HOST, PORT, TEST_TIMEOUT (seconds per pytest run),
@@ -29,14 +30,11 @@ CHROMIUM     ?= $(or $(CHROMIUM_PATH),/usr/bin/chromium)
 
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.forkview-installed
-# pip warns about every package missing from this machine's local extra indexes
-# (file:///opt/pypi/simple, file:///opt/pypi-more/simple): harmless noise.
-PIP_NOISE := ^WARNING: Location 'file:///opt/pypi[^']*' is ignored
 
-.PHONY: help install run test test-postgres chromium
+.PHONY: help install run test test-postgres lint chromium
 
 help:
-	@sed -n '3,7s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,8s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # --- environment -----------------------------------------------------------------------------
 
@@ -58,8 +56,8 @@ $(PY):
 	fi
 
 $(STAMP): pyproject.toml | $(PY)
-	@echo "==> installing forkview and its test extras into $(VENV) (pip install -e '.[test]')"
-	$(PY) -m pip install -q -e '.[test]' 2>&1 | { grep -Ev "$(PIP_NOISE)" || true; }
+	@echo "==> installing forkview and its test and lint extras into $(VENV) (pip install -e '.[test,lint]')"
+	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
 install: $(STAMP)
@@ -95,6 +93,17 @@ run: $(STAMP)
 	fi
 	echo "==> Forkview: http://$(HOST):$(PORT)/   (daphne, ASGI; Ctrl-C to stop)"
 	exec $(PY) manage.py runserver "$(HOST):$(PORT)"
+
+# --- lint ------------------------------------------------------------------------------------
+
+# Every finding fails: ruff's rules and format (pyproject.toml), mypy strict on the apps.
+lint: $(STAMP)
+	@echo "==> ruff check"
+	$(VENV)/bin/ruff check .
+	echo "==> ruff format --check"
+	$(VENV)/bin/ruff format --check .
+	echo "==> mypy (strict, django-stubs)"
+	$(VENV)/bin/mypy
 
 # --- test --------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from .fields import CurrentTimestamp, SDKJSONField
+from .permissions import CUSTOM_PERMISSIONS
 
 MAIN_BRANCH = "main"
 
@@ -56,10 +57,7 @@ class AgentSession(models.Model):
         db_table = "agent_sessions"
         verbose_name = "agent session"
         ordering = ["-updated_at"]
-        permissions = [
-            ("continue_conversation", "Can continue and fork conversations in the live chat"),
-            ("mark_preferred_branch", "Can mark the branch reviewers see first"),
-        ]
+        permissions = CUSTOM_PERMISSIONS
 
     def __str__(self) -> str:
         return self.session_id
