@@ -81,7 +81,7 @@ from .sql import SessionSQL, statements
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
-    from agents.result import RunResult
+    from agents.result import RunResult, RunResultStreaming
     from agents.usage import Usage
 
 __all__ = ["DjangoSession"]
@@ -350,17 +350,31 @@ class DjangoSession(SessionABC):
 
     # ---- Usage ----------------------------------------------------------------------------
 
-    async def store_run_usage(self, result: RunResult) -> None:
+    async def store_run_usage(self, result: RunResult | RunResultStreaming) -> None:
         """Store a run's token usage on the current turn of the current branch.
 
         Replaces any usage stored for that turn (no summing). Never raises for ordinary
         errors: they are logged, as in the SDK.
 
         Args:
-            result: The ``RunResult`` (or streamed result) of ``Runner.run``.
+            result: The ``RunResult`` of ``Runner.run`` or the streamed result of
+                ``Runner.run_streamed`` (once its stream is consumed).
         """
         try:
             usage = result.context_wrapper.usage
+        except Exception:
+            self._logger.exception("Failed to store session usage for %r", self.session_id)
+            return
+        await self.store_usage(usage)
+
+    async def store_usage(self, usage: Usage | None) -> None:
+        """Store ``usage`` on the current turn of the current branch (Forkview extra).
+
+        What ``store_run_usage`` does with ``result.context_wrapper.usage``, for callers that
+        hold a ``Usage`` (a model's own response, an import, a test). ``None`` stores nothing.
+        Never raises for ordinary errors: they are logged, as in the SDK.
+        """
+        try:
             if usage is None:
                 return
             branch_id, generation = self._branch_state
