@@ -13,6 +13,8 @@ first. (Django 5.2 has no ``db_on_delete``.)
 
 from __future__ import annotations
 
+from typing import Any, Self, TypeVar
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
@@ -23,6 +25,8 @@ from .permissions import CUSTOM_PERMISSIONS
 
 MAIN_BRANCH = "main"
 
+_M = TypeVar("_M", bound=models.Model)
+
 
 class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
     def with_counts(self) -> AgentSessionQuerySet:
@@ -32,7 +36,7 @@ class AgentSessionQuerySet(models.QuerySet["AgentSession"]):
         (an 800-item session is a million-row join, worse under a search's own join).
         """
 
-        def per_session(queryset: models.QuerySet, count: Count) -> Coalesce:
+        def per_session(queryset: models.QuerySet[Any], count: Count) -> Coalesce:
             rows = queryset.filter(session_id=OuterRef("pk")).order_by().values("session_id")
             return Coalesce(Subquery(rows.annotate(n=count).values("n")), 0)
 
@@ -63,13 +67,13 @@ class AgentSession(models.Model):
         return self.session_id
 
 
-class SessionScopedQuerySet(models.QuerySet):
-    """Vocabulary shared by the per-session tables."""
+class SessionScopedQuerySet(models.QuerySet[_M]):
+    """Vocabulary shared by the per-session tables (chainable: each returns ``Self``)."""
 
-    def for_session(self, session_id: str) -> SessionScopedQuerySet:
+    def for_session(self, session_id: str) -> Self:
         return self.filter(session_id=session_id)
 
-    def on_branch(self, branch_id: str) -> SessionScopedQuerySet:
+    def on_branch(self, branch_id: str) -> Self:
         return self.filter(branch_id=branch_id)
 
 
@@ -86,7 +90,7 @@ class AgentMessage(models.Model):
     message_data = SDKJSONField()
     created_at = models.DateTimeField(null=True, blank=True, db_default=CurrentTimestamp())
 
-    objects = SessionScopedQuerySet.as_manager()
+    objects = SessionScopedQuerySet["AgentMessage"].as_manager()
 
     class Meta:
         db_table = "agent_messages"
@@ -97,15 +101,12 @@ class AgentMessage(models.Model):
         return f"message {self.pk} of {self.session_id}"
 
 
-class MessageStructureQuerySet(SessionScopedQuerySet):
-    def user_turns(self) -> MessageStructureQuerySet:
+class MessageStructureQuerySet(SessionScopedQuerySet["MessageStructure"]):
+    def user_turns(self) -> Self:
         """The rows that open a user turn (one per turn on a branch)."""
         return self.filter(message_type="user")
 
-    def in_order(self) -> MessageStructureQuerySet:
-        return self.order_by("sequence_number")
-
-    def branch_summaries(self) -> models.QuerySet:
+    def branch_summaries(self) -> models.QuerySet[Any, Any]:  # rows: dicts per branch
         """One row per branch: message count, user turns, first ``created_at``."""
         return (
             self.values("branch_id")
@@ -163,7 +164,7 @@ class MessageStructure(models.Model):
         return f"{self.branch_id} #{self.sequence_number} ({self.message_type})"
 
 
-class TurnUsageQuerySet(SessionScopedQuerySet):
+class TurnUsageQuerySet(SessionScopedQuerySet["TurnUsage"]):
     def totals(self) -> dict[str, int | None]:
         """Sums over the selected rows, plus the number of turns they cover."""
         return self.aggregate(

@@ -8,9 +8,12 @@ Views, websocket consumers, templates and tests name a permission only through t
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth.decorators import login_required, permission_required
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrPromise
 
 __all__ = [
     "CHAT",
@@ -39,7 +42,7 @@ CHAT = f"{APP_LABEL}.{CHAT_CODENAME}"
 PREFER = f"{APP_LABEL}.{PREFER_CODENAME}"
 
 #: ``AgentSession.Meta.permissions``: the codenames Forkview adds to Django's own.
-CUSTOM_PERMISSIONS = [
+CUSTOM_PERMISSIONS: list[tuple[str, str | _StrPromise]] = [
     (CHAT_CODENAME, "Can continue and fork conversations in the live chat"),
     (PREFER_CODENAME, "Can mark the branch reviewers see first"),
 ]
@@ -52,7 +55,7 @@ def _requiring(permission: str) -> Callable[[_View], _View]:
 
     def decorate(view: _View) -> _View:
         checked = permission_required(permission, raise_exception=True)(view)
-        return login_required(checked)  # type: ignore[return-value]
+        return login_required(checked)
 
     return decorate
 

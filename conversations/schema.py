@@ -12,6 +12,12 @@ usage-detail JSON (queryable), ``timestamptz`` defaults.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.migrations.state import StateApps
+
 SQLITE = [
     """
     CREATE TABLE IF NOT EXISTS agent_sessions (
@@ -211,7 +217,7 @@ TABLES = [
 ]
 
 
-def create_sdk_schema(apps, schema_editor) -> None:  # noqa: ANN001 - RunPython signature
+def create_sdk_schema(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Create (or adopt) the SDK's tables on the migrating database."""
     vendor = schema_editor.connection.vendor
     statements = {"sqlite": SQLITE, "postgresql": POSTGRESQL}.get(vendor)
@@ -221,7 +227,7 @@ def create_sdk_schema(apps, schema_editor) -> None:  # noqa: ANN001 - RunPython 
         schema_editor.execute(statement)
 
 
-def drop_sdk_schema(apps, schema_editor) -> None:  # noqa: ANN001 - RunPython signature
+def drop_sdk_schema(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Reverse of :func:`create_sdk_schema` (drops the conversation data)."""
     for table in TABLES:
         schema_editor.execute(f"DROP TABLE IF EXISTS {table}")

@@ -21,15 +21,14 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync
 from django.db import connections, transaction
-from django.db.models import Exists, Max, OuterRef
+from django.db.models import Exists, Model, OuterRef
 
-from . import classify
-from .fields import RawJSON, SDKJSONField, UndecodableJSON
+from . import classify, items
+from .fields import UndecodableJSON
 from .models import (
     MAIN_BRANCH,
     AgentMessage,
@@ -40,8 +39,12 @@ from .models import (
     SessionClearGeneration,
     TurnUsage,
 )
-from .session import DjangoSession
-from .sql import statements
+from .writes import SessionWriter, StructureBuild, UsageRow, session_copy
+
+_Row = TypeVar("_Row", bound=Model)
+
+#: ``structure_rebuild``'s result (kept under its old name for the admin and the tests).
+StructureRebuild = StructureBuild
 
 # ---- Error messages (module constants so tests and forms share them) -------------------
 
@@ -68,6 +71,12 @@ BRANCH_MISSING_ERROR = "Branch '{branch}' does not exist in session '{session}'.
 BRANCH_BLANK_ERROR = "Branch ID cannot be empty."
 SESSION_EXISTS_ERROR = "A session with id '{session}' already exists (or has reserved data)."
 SESSION_MISSING_ERROR = "Session '{session}' does not exist."
+NEGATIVE_COUNT_ERROR = "{field} cannot be negative."
+MISSING_COUNT_ERROR = "{field} is required."
+NO_TURN_ERROR = (
+    "Branch '{branch}' of session '{session}' has no turn {turn}: usage belongs to an "
+    "existing turn."
+)
 TOTAL_TOKENS_ERROR = (
     "total_tokens must equal input_tokens + output_tokens ({expected}); leave it empty to "
     "fill it in automatically."
@@ -151,61 +160,24 @@ def _pretty(value: Any) -> str:
 # ---- Helpers ---------------------------------------------------------------------------
 
 
-def _lock_session(session_id: str, using: str) -> None:
-    """Take the per-session writer lock ``DjangoSession`` uses (inside ``atomic``)."""
-    with connections[using].cursor() as cursor:
-        cursor.execute(statements(using).lock_generation, [session_id])
+def _writer(session_id: str, using: str) -> SessionWriter:
+    """The session's write primitives, with its writer lock taken (inside ``atomic``)."""
+    writer = SessionWriter(session_id, using=using)
+    writer.lock()
+    return writer
 
 
-def _get_locked(model: type[Any], pk: int, using: str) -> Any:
-    """Row ``pk`` of a per-session ``model``, with its session's writer lock taken."""
-    obj = model.objects.using(using).get(pk=pk)
-    _lock_session(obj.session_id, using)
-    return obj
+def _get_locked(model: type[_Row], pk: int, using: str) -> tuple[_Row, SessionWriter]:
+    """Row ``pk`` of a per-session ``model``, and its session's writer (lock taken)."""
+    obj = model._default_manager.using(using).get(pk=pk)
+    session_id: str = obj.session_id  # type: ignore[attr-defined]  # every per-session model has it
+    return obj, _writer(session_id, using)
 
 
 def _refuse(problems: list[str]) -> None:
     """Refuse an edit for ``problems`` (all of them, in one message), if there are any."""
     if problems:
         raise ServiceError(" ".join(problems))
-
-
-def _reserve(session_id: str, branch_ids: Iterable[str], using: str) -> None:
-    rows = [(session_id, b) for b in set(branch_ids)]
-    if rows:
-        with connections[using].cursor() as cursor:
-            cursor.executemany(statements(using).reserve_branch, rows)
-
-
-def _backfill_reservations(session_id: str, using: str) -> None:
-    """Reserve every branch id rows know about (the SDK's backfill; always includes main)."""
-    branches = (
-        MessageStructure.objects.using(using)
-        .filter(session_id=session_id)
-        .values_list("branch_id", flat=True)
-        .distinct()
-    )
-    _reserve(session_id, [MAIN_BRANCH, *branches], using)
-
-
-def _stored_json(value: Any) -> RawJSON:
-    """A JSON column value re-serialised exactly as stored (undecodable text kept as is)."""
-    if isinstance(value, UndecodableJSON):
-        return RawJSON(str(value))
-    return RawJSON(json.dumps(value))
-
-
-def _row_copy(row: Any, **changes: Any) -> Any:
-    """A new, unsaved row with ``row``'s column values (JSON exactly as stored) and ``changes``."""
-    values = {}
-    for f in row._meta.concrete_fields:
-        if f.primary_key:
-            continue
-        value = getattr(row, f.attname)
-        if isinstance(f, SDKJSONField) and value is not None:
-            value = _stored_json(value)
-        values[f.attname] = value
-    return type(row)(**{**values, **changes})
 
 
 # ---- Messages and structure rows -------------------------------------------------------
@@ -250,17 +222,10 @@ def message_update(*, message_id: int, item: Any, using: str = "default") -> Mes
         ServiceError: The item is invalid or would change the user-turn numbering.
     """
     with transaction.atomic(using=using):
-        message = _get_locked(AgentMessage, message_id, using)
+        message, writer = _get_locked(AgentMessage, message_id, using)
         _refuse(message_update_problems(message=message, item=item))
         before = message.message_data
-        message.message_data = RawJSON(json.dumps(item))
-        message.save(update_fields=["message_data"])
-        lab = classify.label(item)
-        relabelled = (
-            MessageStructure.objects.using(using)
-            .filter(message_id=message_id)
-            .update(message_type=lab.message_type, tool_name=lab.tool_name)
-        )
+        relabelled = writer.replace_item(message_id, item)
     return MessageUpdate(diff=json_diff(before=before, after=item), relabelled=relabelled)
 
 
@@ -298,11 +263,14 @@ def message_delete(*, message_id: int, using: str = "default") -> None:
         ServiceError: The message is followed by other items on some branch.
     """
     with transaction.atomic(using=using):
-        message = _get_locked(AgentMessage, message_id, using)
+        message, writer = _get_locked(AgentMessage, message_id, using)
         _refuse(message_delete_problems(message=message))
-        for row in list(message.structure.all()):
-            _structure_row_pop(row, using)
-        AgentMessage.objects.using(using).filter(pk=message_id).delete()
+        rows = list(message.structure.values_list("id", "branch_id", "user_turn_number"))
+        writer.reserve({branch for _id, branch, _turn in rows})
+        for row_id, branch, turn in rows:
+            writer.remove_row(row_id=row_id, message_id=message_id, branch_id=branch, turn=turn)
+        # A message on no branch (an orphan) goes the same way: nothing references it.
+        writer.delete_unreferenced_messages([message_id])
 
 
 def structure_row_delete_problems(*, row: MessageStructure) -> list[str]:
@@ -324,27 +292,15 @@ def structure_row_delete(*, row_id: int, using: str = "default") -> None:
         ServiceError: The row is not the last one of its branch.
     """
     with transaction.atomic(using=using):
-        row = _get_locked(MessageStructure, row_id, using)
+        row, writer = _get_locked(MessageStructure, row_id, using)
         _refuse(structure_row_delete_problems(row=row))
-        _structure_row_pop(row, using)
-        referenced = MessageStructure.objects.using(using).filter(message_id=row.message_id)
-        if not referenced.exists():
-            AgentMessage.objects.using(using).filter(pk=row.message_id).delete()
-
-
-def _structure_row_pop(row: MessageStructure, using: str) -> None:
-    _reserve(row.session_id, [row.branch_id], using)
-    MessageStructure.objects.using(using).filter(pk=row.pk).delete()
-    turn = row.user_turn_number
-    if turn is None:
-        return
-    branch_rows = MessageStructure.objects.using(using).filter(
-        session_id=row.session_id, branch_id=row.branch_id, user_turn_number=turn
-    )
-    if not branch_rows.exists():
-        TurnUsage.objects.using(using).filter(
-            session_id=row.session_id, branch_id=row.branch_id, user_turn_number=turn
-        ).delete()
+        writer.reserve([row.branch_id])
+        writer.remove_row(
+            row_id=row.pk,
+            message_id=row.message_id,
+            branch_id=row.branch_id,
+            turn=row.user_turn_number,
+        )
 
 
 # ---- Usage -----------------------------------------------------------------------------
@@ -359,6 +315,91 @@ def usage_total_problems(
     return []
 
 
+def turn_usage_problems(
+    *,
+    requests: int | None,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    total_tokens: int | None,
+) -> list[str]:
+    """Every reason to refuse these counts for a turn (``[]`` if there is none)."""
+    counts = {
+        "requests": requests,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": total_tokens,
+    }
+    problems = [
+        NEGATIVE_COUNT_ERROR.format(field=name)
+        for name, value in counts.items()
+        if value is not None and value < 0
+    ]
+    problems += [
+        MISSING_COUNT_ERROR.format(field=name)
+        for name in ("requests", "input_tokens", "output_tokens")
+        if counts[name] is None
+    ]
+    return problems + usage_total_problems(
+        input_tokens=input_tokens, output_tokens=output_tokens, total_tokens=total_tokens
+    )
+
+
+def turn_usage_save(
+    *,
+    session_id: str,
+    branch_id: str,
+    user_turn_number: int,
+    requests: int,
+    input_tokens: int,
+    output_tokens: int,
+    total_tokens: int | None,
+    input_tokens_details: Any,
+    output_tokens_details: Any,
+    using: str = "default",
+) -> TurnUsage:
+    """Store a turn's usage as staff edited it, under the session's writer lock.
+
+    A row already stored for the turn keeps its id and ``created_at``; ``total_tokens=None``
+    means ``input_tokens + output_tokens``.
+
+    Raises:
+        ServiceError: A negative or missing count, a total that is not input + output, or a
+            turn that has no items on the branch.
+    """
+    _refuse(
+        turn_usage_problems(
+            requests=requests,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=total_tokens,
+        )
+    )
+    with transaction.atomic(using=using):
+        writer = _writer(session_id, using)
+        turn_rows = MessageStructure.objects.using(using).filter(
+            session_id=session_id, branch_id=branch_id, user_turn_number=user_turn_number
+        )
+        if not turn_rows.exists():
+            raise ServiceError(
+                NO_TURN_ERROR.format(branch=branch_id, session=session_id, turn=user_turn_number)
+            )
+        writer.edit_turn_usage(
+            branch_id,
+            user_turn_number,
+            UsageRow(
+                requests=requests,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                total_tokens=input_tokens + output_tokens if total_tokens is None else total_tokens,
+                input_tokens_details=items.stored_json(input_tokens_details),
+                output_tokens_details=items.stored_json(output_tokens_details),
+            ),
+        )
+        return TurnUsage.objects.using(using).get(
+            session_id=session_id, branch_id=branch_id, user_turn_number=user_turn_number
+        )
+
+
 # ---- Branches --------------------------------------------------------------------------
 
 
@@ -368,20 +409,31 @@ def branch_list(*, session_id: str, using: str = "default") -> list[dict[str, An
 
 
 def branch_delete(*, session_id: str, branch_id: str, using: str = "default") -> None:
-    """Delete a branch with its usage; its id stays reserved (``DjangoSession.delete_branch``).
+    """Delete a branch with its usage; its id stays reserved (``DjangoSession.delete_branch``
+    with ``force=True``: live instances on it keep their branch and find it empty).
 
     Raises:
-        ValueError: ``main``, a blank id or a branch without rows (the SDK's messages).
+        ServiceError: ``main``, a blank id or a branch without rows (the SDK's messages).
     """
-    session = DjangoSession(session_id=session_id, using=using)
-    async_to_sync(session.delete_branch)(branch_id, force=True)
-    PreferredBranch.objects.using(using).filter(session_id=session_id, branch_id=branch_id).delete()
+    if not branch_id or not branch_id.strip():
+        raise ServiceError("Branch ID cannot be empty")
+    if branch_id == MAIN_BRANCH:
+        raise ServiceError(MAIN_DELETE_ERROR)
+    with transaction.atomic(using=using):
+        try:
+            _writer(session_id, using).delete_branch(branch_id)
+        except ValueError as exc:
+            raise ServiceError(str(exc)) from exc
+        PreferredBranch.objects.using(using).filter(
+            session_id=session_id, branch_id=branch_id
+        ).delete()
 
 
 def branch_rename(*, session_id: str, old: str, new: str, using: str = "default") -> int:
     """Rename a branch: its structure and usage rows move to ``new`` in one transaction.
 
-    ``new`` must never have been used in the session; ``old`` stays reserved.
+    ``new`` must never have been used in the session (nor be ``main``); ``old`` stays
+    reserved.
 
     Returns:
         The number of structure rows moved.
@@ -394,21 +446,14 @@ def branch_rename(*, session_id: str, old: str, new: str, using: str = "default"
     if not new or not new.strip():
         raise ServiceError(BRANCH_BLANK_ERROR)
     with transaction.atomic(using=using):
-        _lock_session(session_id, using)
+        writer = _writer(session_id, using)
         rows = MessageStructure.objects.using(using).filter(session_id=session_id)
         if not rows.filter(branch_id=old).exists():
             raise ServiceError(BRANCH_MISSING_ERROR.format(branch=old, session=session_id))
-        _backfill_reservations(session_id, using)
-        reserved = BranchReservation.objects.using(using).filter(
-            session_id=session_id, branch_id=new
-        )
-        if reserved.exists():
+        writer.reserve([MAIN_BRANCH, *writer.branches_with_rows()])
+        if writer.is_reserved(new):
             raise ServiceError(BRANCH_RESERVED_ERROR.format(branch=new))
-        _reserve(session_id, [old, new], using)
-        moved = rows.filter(branch_id=old).update(branch_id=new)
-        TurnUsage.objects.using(using).filter(session_id=session_id, branch_id=old).update(
-            branch_id=new
-        )
+        moved = writer.rename_branch(old, new)
         PreferredBranch.objects.using(using).filter(session_id=session_id, branch_id=old).update(
             branch_id=new
         )
@@ -448,14 +493,15 @@ def session_delete(*, session_id: str, using: str = "default") -> None:
 
     Branch ids stay reserved and live instances of the session fall back to ``main``.
     """
-    async_to_sync(DjangoSession(session_id=session_id, using=using).clear_session)()
-    PreferredBranch.objects.using(using).filter(session_id=session_id).delete()
+    with transaction.atomic(using=using):
+        SessionWriter(session_id, using=using).clear()
+        PreferredBranch.objects.using(using).filter(session_id=session_id).delete()
 
 
 def session_id_taken(*, session_id: str, using: str = "default") -> bool:
     """Whether any table holds data for ``session_id`` (a clear keeps reservations)."""
     return any(
-        model.objects.using(using).filter(session_id=session_id).exists()
+        model._default_manager.using(using).filter(session_id=session_id).exists()
         for model in (AgentSession, AgentMessage, BranchReservation, SessionClearGeneration)
     )
 
@@ -479,46 +525,7 @@ def session_duplicate(*, session_id: str, new_session_id: str, using: str = "def
             raise ServiceError(SESSION_MISSING_ERROR.format(session=session_id))
         if session_id_taken(session_id=new_session_id, using=using):
             raise ServiceError(SESSION_EXISTS_ERROR.format(session=new_session_id))
-        _lock_session(new_session_id, using)
-        AgentSession.objects.using(using).create(
-            session_id=new_session_id, created_at=source.created_at, updated_at=source.updated_at
-        )
-        originals = list(
-            AgentMessage.objects.using(using).filter(session_id=session_id).order_by("id")
-        )
-        copies = AgentMessage.objects.using(using).bulk_create(
-            [_row_copy(m, session_id=new_session_id) for m in originals]
-        )
-        new_ids = {m.id: c.id for m, c in zip(originals, copies, strict=True)}
-        structure = MessageStructure.objects.using(using).filter(session_id=session_id)
-        MessageStructure.objects.using(using).bulk_create(
-            [
-                _row_copy(row, session_id=new_session_id, message_id=new_ids[row.message_id])
-                for row in structure.order_by("sequence_number", "id")
-                if row.message_id in new_ids
-            ]
-        )
-        usage = TurnUsage.objects.using(using).filter(session_id=session_id).order_by("id")
-        TurnUsage.objects.using(using).bulk_create(
-            [_row_copy(u, session_id=new_session_id) for u in usage]
-        )
-        _backfill_reservations(session_id, using)
-        _reserve(
-            new_session_id,
-            BranchReservation.objects.using(using)
-            .filter(session_id=session_id)
-            .values_list("branch_id", flat=True),
-            using,
-        )
-        generation = (
-            SessionClearGeneration.objects.using(using)
-            .filter(session_id=session_id)
-            .values_list("generation", flat=True)
-            .first()
-        )
-        SessionClearGeneration.objects.using(using).filter(session_id=new_session_id).update(
-            generation=generation or 0
-        )
+        copied = session_copy(source=source, new_session_id=new_session_id, using=using)
         preference = PreferredBranch.objects.using(using).filter(session_id=session_id).first()
         if preference is not None:
             PreferredBranch.objects.using(using).create(
@@ -526,18 +533,10 @@ def session_duplicate(*, session_id: str, new_session_id: str, using: str = "def
                 branch_id=preference.branch_id,
                 marked_by_id=preference.marked_by_id,
             )
-    return len(copies)
+    return copied
 
 
-@dataclass(frozen=True)
-class StructureRebuild:
-    """What ``structure_rebuild`` did for one session."""
-
-    created: int
-    skipped_undecodable: list[int] = field(default_factory=list)
-
-
-def structure_rebuild(*, session_id: str, using: str = "default") -> StructureRebuild:
+def structure_rebuild(*, session_id: str, using: str = "default") -> StructureBuild:
     """Give messages without structure rows (plain ``SQLiteSession`` data) ``main`` rows.
 
     The messages are appended to ``main`` in id order with the numbering
@@ -546,45 +545,7 @@ def structure_rebuild(*, session_id: str, using: str = "default") -> StructureRe
     decode are left without rows (the SDK skips them too) and reported.
     """
     with transaction.atomic(using=using):
-        _lock_session(session_id, using)
-        rows = MessageStructure.objects.using(using).filter(session_id=session_id)
-        has_rows = rows.filter(message_id=OuterRef("id"))
-        bare = list(
-            AgentMessage.objects.using(using)
-            .filter(session_id=session_id)
-            .exclude(Exists(has_rows))
-            .order_by("id")
-        )
-        stats = rows.aggregate(seq=Max("sequence_number"))
-        main = rows.filter(branch_id=MAIN_BRANCH).aggregate(
-            turn=Max("user_turn_number"), branch_turn=Max("branch_turn_number")
-        )
-        seq, turn, branch_turn = stats["seq"] or 0, main["turn"] or 0, main["branch_turn"] or 0
-        new_rows, skipped, opened = [], [], 0
-        for message in bare:
-            if isinstance(message.message_data, UndecodableJSON):
-                skipped.append(message.id)
-                continue
-            lab = classify.label(message.message_data)
-            opened += lab.is_user
-            seq += 1
-            new_rows.append(
-                MessageStructure(
-                    session_id=session_id,
-                    message_id=message.id,
-                    branch_id=MAIN_BRANCH,
-                    message_type=lab.message_type,
-                    sequence_number=seq,
-                    user_turn_number=turn + opened,
-                    branch_turn_number=branch_turn + opened,
-                    tool_name=lab.tool_name,
-                    created_at=message.created_at,
-                )
-            )
-        MessageStructure.objects.using(using).bulk_create(new_rows)
-        if new_rows:
-            _reserve(session_id, [MAIN_BRANCH], using)
-    return StructureRebuild(created=len(new_rows), skipped_undecodable=skipped)
+        return _writer(session_id, using).build_main_rows()
 
 
 # ---- Usage health ----------------------------------------------------------------------
@@ -657,7 +618,8 @@ def usage_health(
     stale = usage.exclude(Exists(has_turn)).values_list(*fields).order_by(*fields)
     return UsageHealth(
         turns_without_usage=[
-            TurnKey(*row[:3], usage_on=tuple(sorted(elsewhere.get(row[3], ())))) for row in missing
+            TurnKey(row[0], row[1], row[2], usage_on=tuple(sorted(elsewhere.get(row[3], ()))))
+            for row in missing
         ],
         usage_without_turns=[TurnKey(*row) for row in stale],
     )

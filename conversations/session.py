@@ -51,12 +51,10 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import (
     SessionSettings,
@@ -67,17 +65,15 @@ from asgiref.sync import sync_to_async
 from django.db import DataError, connections, transaction
 from django.db.backends.sqlite3.base import FORMAT_QMARK_REGEX
 
-from . import classify
-from .fields import RawJSON, UndecodableJSON
+from . import classify, items
+from .fields import RawJSON
 from .models import (
     MAIN_BRANCH,
-    AgentMessage,
-    AgentSession,
-    BranchReservation,
     MessageStructure,
     TurnUsage,
 )
-from .sql import SessionSQL, statements
+from .sql import SessionSQL
+from .writes import SessionWriter, UsageRow
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -90,8 +86,6 @@ _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 CLOSED_MESSAGE = "DjangoSession is closed"
-# SQLite's statement-variable limit is far above this; it only bounds one IN (...) list.
-_DELETE_CHUNK = 500
 
 
 async def _await_mutation(awaitable: Awaitable[_T]) -> _T:
@@ -118,53 +112,15 @@ async def _await_mutation(awaitable: Awaitable[_T]) -> _T:
     return result
 
 
-def _sdk_timestamp(value: datetime | str | None) -> str | None:
-    """A ``created_at`` as the SDK returns it: UTC ``YYYY-MM-DD HH:MM:SS`` text."""
-    if value is None or isinstance(value, str):
-        return value
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _decoded(value: Any) -> tuple[bool, Any]:
-    """(ok, item) for a stored ``message_data`` value (ORM-read); undecodable is not ok."""
-    if isinstance(value, UndecodableJSON):
-        return False, None
-    return True, value
-
-
-def _loads(data: str | bytes) -> Any:
-    """``json.loads``, with orjson's fast path for the common case.
-
-    orjson refuses a few things ``json`` accepts (NaN, lone surrogates, huge integers,
-    very deep nesting); those fall back to ``json`` so both decode exactly the same items.
-    """
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
-
-
 def _decode_rows(rows: list[tuple[Any, ...]]) -> list[Any]:
     """Decode the first column of raw rows, skipping what does not decode (as the SDK)."""
-    items = []
+    decoded = []
     for row in rows:
         try:
-            items.append(_loads(row[0]))
-        except (json.JSONDecodeError, TypeError, RecursionError):
+            decoded.append(items.decode(row[0]))
+        except items.DecodeError:
             continue
-    return items
-
-
-def _loads_or_none(data: Any) -> Any:
-    """A usage-details column: decoded JSON, or ``None`` if empty or invalid."""
-    if not data:
-        return None
-    try:
-        return _loads(data)
-    except (json.JSONDecodeError, TypeError, RecursionError):
-        return None
+    return decoded
 
 
 @functools.lru_cache(maxsize=256)
@@ -267,7 +223,6 @@ class DjangoSession(SessionABC):
         # operation (None until then), since a constructor may run inside an event loop.
         self._branch_state: tuple[str, int | None] = (branch_id or MAIN_BRANCH, None)
         self._turn_operation_tail: Future[None] | None = None
-        self._generation_row_ensured = False
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -545,19 +500,30 @@ class DjangoSession(SessionABC):
 
     def _hop(self, worker: Callable[..., _T], *args: Any) -> Awaitable[_T]:
         """Run a bound ``@_db_operation`` worker on the ORM's thread (``sync_to_async``)."""
-        return worker.hop(self, *args)  # type: ignore[attr-defined]
+        hop: Callable[..., Awaitable[_T]] = worker.hop  # type: ignore[attr-defined]  # set by _db_operation
+        return hop(self, *args)
+
+    @functools.cached_property
+    def _writer(self) -> SessionWriter:
+        """This session's write primitives, running on this instance's statement path."""
+        return SessionWriter(
+            self.session_id,
+            using=self.using,
+            execute=self._execute,
+            executemany=self._executemany,
+        )
 
     @functools.cached_property
     def _sql(self) -> SessionSQL:
         """The statements for this session's database (looked up once per instance)."""
-        return statements(self.using)
+        return self._writer.sql
 
     def _cursor(self) -> Any:
         """The cursor of the operation running on this thread (see :func:`_db_operation`)."""
         cursor = getattr(self._local, "cursor", None)
         return cursor if cursor is not None else connections[self.using].cursor()
 
-    def _execute(self, sql: str, params: list[Any] | tuple[Any, ...]) -> Any:
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         """Run one statement on this session's database; return the rows or the rowcount."""
         dbapi = getattr(self._local, "dbapi", None)
         if dbapi is not None:
@@ -598,75 +564,19 @@ class DjangoSession(SessionABC):
         self._observe_generation(self._durable_generation())
         return self._current_branch_id
 
-    def _lock_session(self, *, bump: bool = False) -> int:
-        """Serialise this session's writers; return the (possibly bumped) clear generation.
-
-        One upsert of the ``session_clear_generations`` row: on PostgreSQL its row lock makes
-        concurrent writers of this session (any process) wait until we commit; on SQLite the
-        IMMEDIATE transaction already holds the file's write lock. Must run inside atomic().
-        """
-        if bump:
-            return self._execute(self._sql.bump_generation, [self.session_id])[0][0]
-        self._ensure_generation_row()
-        return self._execute(self._sql.writer_lock, [self.session_id])[0][0]
-
-    def _ensure_generation_row(self) -> None:
-        """SQLite (IMMEDIATE): create the session's generation row, as the SDK always has one.
-
-        Once a transaction that did so commits, this instance skips the statement: nothing
-        deletes that row (a clear bumps it), and a missing row reads as generation 0 anyway.
-        """
-        if self._sql.writer_lock_prelude and not self._generation_row_ensured:
-            self._execute(self._sql.writer_lock_prelude, [self.session_id])
-            transaction.on_commit(self._generation_row_committed, using=self.using)
-
-    def _generation_row_committed(self) -> None:
-        self._generation_row_ensured = True
-
     def _write_target(self, branch_id: str, generation: int | None) -> str:
         """Lock the session and return the branch a queued mutation must act on.
 
         A mutation keeps the branch it was called on (a later switch does not redirect it),
         unless a clear committed since: then it follows the reset to ``main``.
         """
-        self._observe_generation(self._lock_session())
+        self._observe_generation(self._writer.lock())
         if generation is not None and self._branch_state[1] != generation:
             return self._current_branch_id
         return branch_id
 
     def _structure(self) -> Any:
         return MessageStructure.objects.using(self.using).filter(session_id=self.session_id)
-
-    def _session_branches(self) -> list[str]:
-        """Every branch id with rows in this session."""
-        rows = self._execute(self._sql.session_branches, [self.session_id, self.session_id])
-        return [branch for (branch,) in rows]
-
-    def _reserve(self, branch_ids: list[str]) -> None:
-        if branch_ids:
-            self._executemany(self._sql.reserve_branch, [(self.session_id, b) for b in branch_ids])
-
-    def _delete_unreferenced_messages(self, message_ids: list[int]) -> int:
-        """Delete those of ``message_ids`` that no structure row of the session references.
-
-        Messages are shared only between branches of one session, so the session's rows are
-        the only possible references (``message_structure`` has no index on ``message_id``:
-        the SDK's schema, kept exactly, has none).
-        """
-        if not message_ids:
-            return 0
-        rows = MessageStructure.objects.using(self.using).filter(session_id=self.session_id)
-        if len(message_ids) > 1:
-            rows = rows.filter(message_id__in=message_ids) if len(message_ids) < 100 else rows
-        else:
-            rows = rows.filter(message_id=message_ids[0])
-        still_used = set(rows.values_list("message_id", flat=True))
-        orphans = [mid for mid in dict.fromkeys(message_ids) if mid not in still_used]
-        messages = AgentMessage.objects.using(self.using).filter(session_id=self.session_id)
-        deleted = 0
-        for start in range(0, len(orphans), _DELETE_CHUNK):
-            deleted += messages.filter(id__in=orphans[start : start + _DELETE_CHUNK]).delete()[0]
-        return deleted
 
     # ---- Sync workers (each runs in one sync_to_async hop) --------------------------------
 
@@ -713,46 +623,10 @@ class DjangoSession(SessionABC):
         generation: int | None,
     ) -> None:
         self._check_not_closed()
-        sql, sid = self._sql, self.session_id
         try:
             with transaction.atomic(using=self.using):
                 target = self._write_target(branch_id, generation)
-                self._execute(sql.touch_session, [sid])
-                values = ", ".join([sql.insert_message_row] * len(payloads))
-                params: list[Any] = []
-                for payload in payloads:
-                    params += (sid, payload)
-                inserted = self._execute(
-                    sql.insert_messages_head + values + sql.insert_messages_tail, params
-                )
-                # Ids rise in VALUES order; RETURNING's own row order is not guaranteed.
-                message_ids = sorted(row[0] for row in inserted)
-                ((seq, turn, branch_turn),) = self._execute(
-                    sql.next_numbers, [sid, sid, target, target]
-                )
-                if seq is None or (turn is None and branch_turn is None):
-                    # First rows on this branch: reserve its id, as the SDK's backfill would.
-                    self._reserve([target])
-                seq, turn, branch_turn = seq or 0, turn or 0, branch_turn or 0
-                rows = []
-                opened = 0
-                for offset, (message_id, lab) in enumerate(
-                    zip(message_ids, labels, strict=True), 1
-                ):
-                    opened += lab.is_user
-                    rows.append(
-                        (
-                            sid,
-                            message_id,
-                            target,
-                            lab.message_type,
-                            seq + offset,
-                            turn + opened,
-                            branch_turn + opened,
-                            lab.tool_name,
-                        )
-                    )
-                self._executemany(sql.insert_structure, rows)
+                self._writer.append(target, payloads, labels)
         except DataError as exc:
             if connections[self.using].vendor == "postgresql":
                 # jsonb holds JSON values, so some of what json.dumps writes cannot be stored:
@@ -767,46 +641,13 @@ class DjangoSession(SessionABC):
     def _pop_item_sync(self, branch_id: str, generation: int | None) -> Any:
         self._check_not_closed()
         with transaction.atomic(using=self.using):
-            target = self._write_target(branch_id, generation)
-            # Keep the id reserved even if this pop empties the branch.
-            self._reserve([target])
-            branch_rows = self._structure().filter(branch_id=target)
-            while True:
-                row = (
-                    branch_rows.order_by("-sequence_number")
-                    .values_list("id", "message_id", "user_turn_number")
-                    .first()
-                )
-                if row is None:
-                    return None
-                row_id, message_id, turn = row
-                stored = list(
-                    AgentMessage.objects.using(self.using)
-                    .filter(id=message_id)
-                    .values_list("message_data", flat=True)
-                )
-                MessageStructure.objects.using(self.using).filter(id=row_id).delete()
-                self._delete_unreferenced_messages([message_id])
-                if turn is not None and not branch_rows.filter(user_turn_number=turn).exists():
-                    TurnUsage.objects.using(self.using).filter(
-                        session_id=self.session_id, branch_id=target, user_turn_number=turn
-                    ).delete()
-                if not stored:
-                    continue  # a structure row without its message: drop it, keep looking
-                ok, item = _decoded(stored[0])
-                if ok:
-                    return item
+            return self._writer.pop(self._write_target(branch_id, generation))
 
     @_db_operation
     def _clear_session_sync(self) -> None:
         self._check_not_closed()
-        db = self.using
-        with transaction.atomic(using=db):
-            generation = self._lock_session(bump=True)
-            # Branch ids stay reserved after the clear: record those only rows knew about.
-            self._reserve(self._session_branches())
-            for model in (TurnUsage, MessageStructure, AgentMessage, AgentSession):
-                model.objects.using(db).filter(session_id=self.session_id).delete()
+        with transaction.atomic(using=self.using):
+            generation = self._writer.clear()
         self._branch_state = (MAIN_BRANCH, generation)
 
     @_db_operation
@@ -820,41 +661,23 @@ class DjangoSession(SessionABC):
         read and one write; PostgreSQL: the lock upsert, one read, and the write.
         """
         self._check_not_closed()
-        sql, sid = self._sql, self.session_id
         with transaction.atomic(using=self.using):
-            if sql.generation_and_turn:
-                self._ensure_generation_row()
-                ((durable, turn, present),) = self._execute(
-                    sql.generation_and_turn, [sid, sid, branch_id, branch_id]
-                )
-            else:
-                durable = self._lock_session()
-                newest = self._execute(sql.current_turn, [sid, branch_id, branch_id])
-                turn, present = (newest[0][0], 1) if newest else (None, None)
+            durable, turn, present = self._writer.lock_with_current_turn(branch_id)
             self._observe_generation(durable)
             if generation is not None and self._branch_state[1] != generation:
                 return  # a clear invalidated the history this usage belongs to
-            if present is None:
+            if not present:
                 self._logger.debug("No current turn on branch %r: usage not stored", branch_id)
                 return
-            turn = turn or 0
-            row = [
-                sid,
-                branch_id,
-                turn,
-                usage.requests or 0,
-                usage.input_tokens or 0,
-                usage.output_tokens or 0,
-                usage.total_tokens or 0,
-                self._details_json(usage, "input_tokens_details"),
-                self._details_json(usage, "output_tokens_details"),
-            ]
-            # INSERT OR REPLACE semantics: the old row goes, a new one (new id) comes.
-            if sql.replace_turn_usage:
-                self._execute(sql.replace_turn_usage, row)
-            else:
-                self._execute(sql.delete_turn_usage, [sid, branch_id, turn])
-                self._execute(sql.insert_turn_usage, row)
+            row = UsageRow(
+                requests=usage.requests or 0,
+                input_tokens=usage.input_tokens or 0,
+                output_tokens=usage.output_tokens or 0,
+                total_tokens=usage.total_tokens or 0,
+                input_tokens_details=self._details_json(usage, "input_tokens_details"),
+                output_tokens_details=self._details_json(usage, "output_tokens_details"),
+            )
+            self._writer.replace_turn_usage(branch_id, turn or 0, row)
 
     def _details_json(self, usage: Usage, attribute: str) -> RawJSON | None:
         details = getattr(usage, attribute, None)
@@ -871,9 +694,8 @@ class DjangoSession(SessionABC):
         self, turn_number: int, branch_name: str | None
     ) -> tuple[str, str, Any]:
         self._check_not_closed()
-        db = self.using
-        with transaction.atomic(using=db):
-            self._observe_generation(self._lock_session())
+        with transaction.atomic(using=self.using):
+            self._observe_generation(self._writer.lock())
             source, generation = self._branch_state
             sid = self.session_id
             # The turn is compared in SQL as given (an ORM IntegerField filter would round
@@ -886,52 +708,15 @@ class DjangoSession(SessionABC):
                     f"Turn {turn_number} does not contain a user message in branch '{source}'"
                 )
             try:
-                content = _loads(found[0][0]).get("content", "")
+                content = items.decode(found[0][0]).get("content", "")
             except Exception:  # only for the debug log, as in the SDK
                 content = "Unable to parse content"
             # Backfill ids of branches written without a reservation, then reserve ours.
-            self._reserve(self._session_branches())
-            new_branch = self._reserve_new_branch_id(branch_name, turn_number)
-            self._copy_prefix(source, new_branch, turn_param, found[0][1])
+            self._writer.reserve_known_branches()
+            new_branch = self._writer.reserve_new_branch(branch_name, turn_number, int(time.time()))
+            self._writer.copy_prefix(source, new_branch, turn_param, found[0][1])
         self._branch_state = (new_branch, generation)
         return new_branch, source, content
-
-    def _reserve_new_branch_id(self, branch_name: str | None, turn_number: int) -> str:
-        reservations = BranchReservation.objects.using(self.using).filter(
-            session_id=self.session_id
-        )
-        if branch_name is not None:
-            if reservations.filter(branch_id=branch_name).exists():
-                raise ValueError(
-                    f"Branch ID '{branch_name}' has already been used. Choose a new branch ID."
-                )
-            self._reserve([branch_name])
-            return branch_name
-        base = f"branch_from_turn_{turn_number}_{int(time.time())}"
-        taken = set(
-            reservations.filter(branch_id__startswith=base).values_list("branch_id", flat=True)
-        )
-        candidate, suffix = base, 1
-        while candidate in taken:
-            suffix += 1
-            candidate = f"{base}_{suffix}"
-        self._reserve([candidate])
-        return candidate
-
-    def _copy_prefix(self, source: str, new_branch: str, turn_number: int, turn_start: int) -> int:
-        """Copy the source rows of turns before ``turn_number`` to ``new_branch``.
-
-        One ``INSERT ... SELECT``: the copy can be thousands of rows, and building model
-        instances for them would cost more than the rest of the operation. ``turn_start``
-        (the sequence number of the turn's user message) ends the index range: turn numbers
-        never decrease along a branch, so every earlier turn lies before it, and the copy
-        reads only the rows it copies instead of the whole source branch.
-        """
-        sid = self.session_id
-        ((seq,),) = self._execute(self._sql.max_sequence, [sid])
-        return self._execute(
-            self._sql.copy_prefix, [new_branch, seq or 0, sid, source, turn_number, turn_start]
-        )
 
     @_db_operation
     def _switch_branch_sync(self, branch_id: str) -> None:
@@ -943,22 +728,9 @@ class DjangoSession(SessionABC):
     @_db_operation
     def _delete_branch_sync(self, branch_id: str) -> tuple[int, int, int]:
         self._check_not_closed()
-        db = self.using
-        with transaction.atomic(using=db):
-            self._observe_generation(self._lock_session())
-            self._reserve([branch_id])
-            branch_rows = self._structure().filter(branch_id=branch_id)
-            message_ids = list(branch_rows.values_list("message_id", flat=True))
-            if not message_ids:
-                raise ValueError(f"Branch '{branch_id}' does not exist")
-            usage_deleted = (
-                TurnUsage.objects.using(db)
-                .filter(session_id=self.session_id, branch_id=branch_id)
-                .delete()[0]
-            )
-            structure_deleted = branch_rows.delete()[0]
-            messages_deleted = self._delete_unreferenced_messages(message_ids)
-        return structure_deleted, usage_deleted, messages_deleted
+        with transaction.atomic(using=self.using):
+            self._observe_generation(self._writer.lock())
+            return self._writer.delete_branch(branch_id)
 
     @_db_operation
     def _list_branches_sync(self) -> list[dict[str, Any]]:
@@ -972,7 +744,7 @@ class DjangoSession(SessionABC):
                 "message_count": message_count,
                 "user_turns": user_turns,
                 "is_current": branch == current,
-                "created_at": _sdk_timestamp(created_at),
+                "created_at": items.sdk_timestamp(created_at),
             }
             for branch, message_count, user_turns, created_at, _generation in rows
         ]
@@ -992,7 +764,7 @@ class DjangoSession(SessionABC):
             # The SDK skips rows that do not decode or are not objects, and lets odd content
             # (``None``, numbers, non-text parts) raise TypeError while searching: so do we.
             try:
-                content = _loads(data).get("content", "")
+                content = items.decode(data).get("content", "")
                 if matcher is not None and not matcher.matches(content):
                     continue
             except (json.JSONDecodeError, AttributeError):
@@ -1002,7 +774,7 @@ class DjangoSession(SessionABC):
                     "turn": turn,
                     "content": classify.content_preview(content, preview_length),
                     "full_content": content,
-                    "timestamp": _sdk_timestamp(created_at),
+                    "timestamp": items.sdk_timestamp(created_at),
                     "can_branch": True,
                 }
             )
@@ -1053,7 +825,7 @@ class DjangoSession(SessionABC):
             if key[0] is None or key not in searched:
                 counts[key] = counts.get(key, 0) + 1
 
-        def order(entry: tuple[tuple[str | None, int | None], int]) -> tuple:
+        def order(entry: tuple[tuple[str | None, int | None], int]) -> tuple[bool, int, bool, str]:
             (tool, turn), _ = entry
             return (turn is not None, turn or 0, tool is not None, tool or "")
 
@@ -1094,8 +866,8 @@ def _usage_dict(row: tuple[Any, ...]) -> dict[str, Any]:
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
         "total_tokens": total_tokens,
-        "input_tokens_details": _loads_or_none(input_details),
-        "output_tokens_details": _loads_or_none(output_details),
+        "input_tokens_details": items.decode_or_none(input_details),
+        "output_tokens_details": items.decode_or_none(output_details),
     }
 
 

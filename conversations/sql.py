@@ -5,7 +5,7 @@ needs six statements, so the ORM alone would make every append 2-3x slower than 
 sqlite3 code (measured; see ``bench/session_bench.py``). The statements below run through
 Django's own connection (its transactions, its database aliases, its query logging), use
 the models' table names, and stay in this one module. Rare operations (clear, delete,
-switch) keep using the ORM in ``session.py``.
+switch) use the ORM in ``writes.py``. Only ``writes.py`` and ``session.py`` import this module.
 
 Every statement filters ``message_structure`` on ``(session_id, branch_id)`` and orders by
 ``sequence_number``, so it walks the SDK's ``idx_structure_branch_seq`` /
@@ -52,6 +52,7 @@ class SessionSQL:
     delete_turn_usage: str
     insert_turn_usage: str
     replace_turn_usage: str | None
+    upsert_turn_usage: str
     turn_usage_all: str
     turn_usage_one: str
     branch_summaries: str
@@ -180,6 +181,20 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
         # The SDK's own statement, on SQLite: one statement instead of DELETE + INSERT.
         replace_turn_usage=(
             insert_usage.format(verb="INSERT OR REPLACE") if vendor == "sqlite" else None
+        ),
+        # A staff edit of a turn's usage keeps the row (its id and created_at).
+        upsert_turn_usage=insert_usage.format(verb="INSERT")
+        + " ON CONFLICT (session_id, branch_id, user_turn_number) DO UPDATE SET "
+        + ", ".join(
+            f"{column} = excluded.{column}"
+            for column in (
+                "requests",
+                "input_tokens",
+                "output_tokens",
+                "total_tokens",
+                "input_tokens_details",
+                "output_tokens_details",
+            )
         ),
         turn_usage_all=(
             "SELECT user_turn_number, requests, input_tokens, output_tokens, total_tokens, "

@@ -1,36 +1,13 @@
-"""Shared fixtures. Browser tests (Playwright's sync API) are ordered last: its event loop
-would break the async tests that follow it in the same process."""
+"""Shared fixtures.
+
+Django's async-safety check is on for every test: a sync ORM call made on an event loop
+fails with ``SynchronousOnlyOperation``. Only the browser tests (``tests/browser/``, whose
+conftest explains why) turn it off, and they run last.
+"""
 
 from __future__ import annotations
 
-import os
-
-# Playwright's sync API keeps an event loop running on the main thread; the ORM calls the
-# browser tests make from that thread are sync by design.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-import pytest  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """Drive Debian's Chromium (no browser download here)."""
-    return {
-        **browser_type_launch_args,
-        "executable_path": os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
-        "args": CHROMIUM_ARGS,
-    }
+import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,9 +27,17 @@ def _close_worker_thread_connections(django_db_setup):
         executor.submit(connections.close_all).result(timeout=30)
 
 
+def _is_browser_test(item: pytest.Item) -> bool:
+    return "tests/browser/" in item.nodeid or bool(
+        {"page", "browser"} & set(getattr(item, "fixturenames", ()))
+    )
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    items.sort(key=lambda item: bool({"page", "browser"} & set(getattr(item, "fixturenames", ()))))
+    """Browser tests last: Playwright's event loop (and the async-safety opt-out that comes
+    with it, see tests/browser/conftest.py) must not reach the async tests."""
+    items.sort(key=_is_browser_test)
 
 
 # ---- Review UI fixtures (dashboard) -----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conversations import services
-from conversations.exporters import tree_export
+from conversations.exchange import tree_export
 from conversations.models import (
     AgentMessage,
     AgentSession,

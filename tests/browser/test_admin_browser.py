@@ -10,7 +10,7 @@ from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from conversations.models import AgentMessage, MessageStructure
-from tests.dashboard.browser.test_review_browser import _login_cookie
+from tests.browser.test_review_browser import _login_cookie
 from tests.dashboard.builders import trip_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -7,13 +7,12 @@ import re
 from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.test import Client
 
-from dashboard.selectors import compare_url, session_url
+from dashboard.links import compare_url, session_url
 from tests.conftest import grant
 from tests.dashboard.builders import Writer, trip_session
 from tests.dashboard.hostile import hostile_turns
+from tests.support.auth import browser_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,12 +25,7 @@ def _shot(page, name: str) -> None:
 
 
 def _login_cookie(page, live_server, user) -> None:
-    client = Client()
-    client.force_login(user)
-    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
-    page.context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie.value, "url": live_server.url}]
-    )
+    browser_login(page, live_server.url, user)
 
 
 @pytest.fixture

@@ -15,12 +15,11 @@ from urllib.parse import quote
 import pytest
 from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
-from django.conf import settings
 from django.contrib.auth.models import Permission
-from django.test import Client
 
 from dashboard.templatetags.forkview import tokens
 from tests.dashboard.builders import Writer, turn_items
+from tests.support.auth import browser_login
 
 SHOTS = Path("/tmp/shots")
 TIMEOUT = 15_000
@@ -60,17 +59,7 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
             user.user_permissions.add(
                 Permission.objects.get(content_type__app_label="conversations", codename=codename)
             )
-        client = Client()
-        client.force_login(user)
-        (page or self.page).context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                    "url": self.live_server_url,
-                }
-            ]
-        )
+        browser_login(page or self.page, self.live_server_url, user)
 
     def seed(self, session_id: str, *, filler: int = 0) -> None:
         """Two turns; ``filler`` repeats a 3-token sentence in turn 2 (a longer history)."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
+
+from tests.support.auth import browser_login
 
 SCREENSHOT = "/tmp/forkview-home.png"
 
@@ -21,17 +21,7 @@ def test_home_page_renders_in_chromium(live_server, page):
 
     # Logged in (the pages are going behind a login): a superuser's session cookie.
     user = get_user_model().objects.create_superuser("smoke", "smoke@example.com", "smoke-pass-1")
-    client = Client()
-    client.force_login(user)
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
+    browser_login(page, live_server.url, user)
     response = page.goto(live_server.url + "/")
     assert response is not None and response.status == 200, response and response.status
     assert page.url.rstrip("/") == live_server.url.rstrip("/"), f"redirected to {page.url}"
