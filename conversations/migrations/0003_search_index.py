@@ -1,6 +1,6 @@
 """A GIN full-text index for the review UI's message search (PostgreSQL only).
 
-The expression is exactly what ``dashboard.selectors.search_hits`` filters on
+The expression is exactly what ``dashboard.review.selectors.search.search_hits`` filters on
 (``SearchVector(Cast("message_data", TextField()), config="english")``), so the planner can
 use it. SQLite has no equivalent; the search there is a substring scan. The SDK's own schema
 is untouched: an extra index never stops ``AdvancedSQLiteSession`` from opening a database.

@@ -18,7 +18,7 @@ from channels.testing import ChannelsLiveServerTestCase
 from django.contrib.auth.models import Permission
 
 from dashboard.templatetags.forkview import tokens
-from tests.dashboard.builders import Writer, turn_items
+from tests.dashboard.review.builders import Writer, turn_items
 from tests.support.auth import browser_login
 
 SHOTS = Path("/tmp/shots")

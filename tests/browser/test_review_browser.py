@@ -10,8 +10,8 @@ import pytest
 
 from dashboard.links import compare_url, session_url
 from tests.conftest import grant
-from tests.dashboard.builders import Writer, trip_session
-from tests.dashboard.hostile import hostile_turns
+from tests.dashboard.review.builders import Writer, trip_session
+from tests.dashboard.review.hostile import hostile_turns
 from tests.support.auth import browser_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -14,7 +14,7 @@ from conversations.models import (
     TurnUsage,
 )
 from conversations.session import DjangoSession
-from tests.conversations.admin_data import call, tree_session
+from tests.conversations.admin.admin_data import call, tree_session
 from tests.conversations.sdk_harness import TOOL_ITEMS, assistant, function_call, user
 
 pytestmark = pytest.mark.django_db
