@@ -32,8 +32,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from agents import TResponseInputItem
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -59,11 +62,6 @@ def _configure(args: argparse.Namespace) -> str | None:
     folder = tempfile.mkdtemp(prefix="forkview-detail-bench-")
     os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
     return None
-
-
-class _Result:
-    def __init__(self, usage: Any) -> None:
-        self.context_wrapper = type("Ctx", (), {"usage": usage})()
 
 
 def _turn(n: int, label: str) -> list[dict[str, Any]]:
@@ -104,7 +102,7 @@ async def _write(session_id: str, turns: int, *, branches: bool) -> None:
 
     async def add(first: int, last: int, label: str) -> None:
         for n in range(first, last + 1):
-            await session.add_items(_turn(n, label))
+            await session.add_items(cast("list[TResponseInputItem]", _turn(n, label)))
             usage = Usage(
                 requests=2,
                 input_tokens=300 + 20 * n,
@@ -113,7 +111,7 @@ async def _write(session_id: str, turns: int, *, branches: bool) -> None:
                 input_tokens_details=InputTokensDetails(cached_tokens=150, cache_write_tokens=0),
                 output_tokens_details=OutputTokensDetails(reasoning_tokens=n % 7),
             )
-            await session.store_run_usage(_Result(usage))  # type: ignore[arg-type]
+            await session.store_usage(usage)
 
     await add(1, turns, "main")
     if branches:
@@ -161,7 +159,8 @@ def main() -> int:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from dashboard.selectors import session_url
+    from conversations.permissions import VIEW_CODENAME
+    from dashboard.links import session_url, usage_url
 
     set_tracing_disabled(True)
     settings.ALLOWED_HOSTS = ["testserver"]
@@ -170,13 +169,15 @@ def main() -> int:
     try:
         call_command("migrate", verbosity=0)
         user, _ = get_user_model().objects.get_or_create(username="bench")
-        user.user_permissions.add(Permission.objects.get(codename="view_agentsession"))
+        user.user_permissions.add(Permission.objects.get(codename=VIEW_CODENAME))
         client = Client()
         client.force_login(user)
-        urls, built = {}, {}
+        urls, usage_urls, built = {}, {}, {}
         for turns in sizes:
             started = time.perf_counter()
-            urls[turns] = session_url(_build(turns), "late fork")
+            session_id = _build(turns)
+            urls[turns] = session_url(session_id, "late fork")
+            usage_urls[turns] = usage_url(session_id, "late fork")
             built[turns] = time.perf_counter() - started
             for _ in range(3):  # warm up: template cache, connection
                 assert client.get(urls[turns]).status_code == 200
@@ -197,7 +198,7 @@ def main() -> int:
             usage_t = []
             for _ in range(5):
                 t0 = time.perf_counter()
-                client.get(f"{url.split('?')[0]}usage.json?branch=late+fork")
+                client.get(usage_urls[turns])
                 usage_t.append((time.perf_counter() - t0) * 1000)
             samples = sorted(times[turns])
             rows.append(
@@ -225,9 +226,10 @@ def main() -> int:
         f"{'turns':>7} {'median ms':>10} {'p90 ms':>8} {'queries':>8} {'usage.json ms':>14} "
         f"{'build s':>8}"
     )
-    for turns, median, p90, n_queries, usage_ms, built in rows:
+    for turns, median, p90, n_queries, usage_ms, build_s in rows:
         print(
-            f"{turns:>7} {median:>10.2f} {p90:>8.2f} {n_queries:>8} {usage_ms:>14.2f} {built:>8.1f}"
+            f"{turns:>7} {median:>10.2f} {p90:>8.2f} {n_queries:>8} {usage_ms:>14.2f} "
+            f"{build_s:>8.1f}"
         )
     ratio = rows[1][1] / rows[0][1]
     same_queries = rows[0][3] == rows[1][3]

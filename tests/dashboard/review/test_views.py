@@ -8,8 +8,8 @@ import pytest
 from django.urls import reverse
 from django.utils.html import escape
 
-from dashboard.selectors import compare_url, session_url, usage_url
-from tests.dashboard.builders import Writer, trip_session, turn_items
+from dashboard.links import compare_url, session_url, usage_url
+from tests.dashboard.review.builders import Writer, trip_session, turn_items
 
 pytestmark = pytest.mark.django_db
 

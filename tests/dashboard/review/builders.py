@@ -13,13 +13,12 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from agents.usage import Usage
 from asgiref.sync import async_to_sync as _async_to_sync
 from asgiref.sync import sync_to_async
 from django.db import connections
 
 from conversations.session import DjangoSession
-from dashboard.offline_model import token_usage
+from dashboard.demo.model import token_usage
 
 
 def async_to_sync(function: Any) -> Any:
@@ -41,13 +40,6 @@ def async_to_sync(function: Any) -> Any:
             return pool.submit(asyncio.run, run()).result()
 
     return call
-
-
-class _Result:
-    """The one attribute ``store_run_usage`` reads from a ``RunResult``."""
-
-    def __init__(self, usage: Usage) -> None:
-        self.context_wrapper = type("Ctx", (), {"usage": usage})()
 
 
 usage = token_usage
@@ -90,7 +82,7 @@ class Writer:
     def turn(self, items: list[dict[str, Any]], tokens: tuple[int, int] | None = (100, 20)) -> None:
         async_to_sync(self.session.add_items)(items)
         if tokens is not None:
-            async_to_sync(self.session.store_run_usage)(_Result(usage(*tokens)))  # type: ignore[arg-type]
+            async_to_sync(self.session.store_usage)(usage(*tokens))
 
     def turns(
         self, count: int, *, start: int = 1, tokens: bool = True, tool_every: int = 3

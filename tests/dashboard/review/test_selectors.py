@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard import selectors
-from tests.dashboard.builders import Writer, trip_session, turn_items
+from dashboard.review import selectors
+from tests.dashboard.review.builders import Writer, trip_session, turn_items
 
 pytestmark = pytest.mark.django_db
 

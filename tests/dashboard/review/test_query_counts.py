@@ -7,8 +7,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from dashboard.selectors import compare_url, session_url, usage_url
-from tests.dashboard.builders import Writer, turn_items
+from dashboard.links import compare_url, session_url, usage_url
+from tests.dashboard.review.builders import Writer, turn_items
 
 pytestmark = pytest.mark.django_db
 
@@ -57,6 +57,22 @@ def test_session_pages_constant_queries(reviewer_client, sizes, url_for):
 def test_detail_query_budget(reviewer_client, sizes):
     # auth (session + user + permissions) + session row + tree (3) + turns + usage
     assert _count(reviewer_client, session_url("large", "alt")) <= 10
+
+
+@pytest.mark.parametrize(
+    ("url_for", "budget"),
+    [
+        (lambda sid: reverse("home"), 7),
+        (lambda sid: reverse("home") + "?q=question", 9),
+        (lambda sid: session_url(sid, "alt"), 10),
+        (lambda sid: usage_url(sid, "alt"), 9),
+        (lambda sid: compare_url(sid, "main", "alt/deeper"), 11),
+    ],
+    ids=["list", "search", "detail", "usage-json", "compare"],
+)
+def test_page_query_counts_are_exact(reviewer_client, sizes, url_for, budget):
+    """The counts the pages had before the review package split; a change must be deliberate."""
+    assert _count(reviewer_client, url_for("large")) == budget
 
 
 def test_session_list_constant_queries(reviewer_client):

@@ -8,9 +8,9 @@ from django.urls import reverse
 
 from conversations import services
 from conversations.models import PreferredBranch
-from dashboard.selectors import session_url
+from dashboard.links import session_url
 from tests.conftest import grant
-from tests.dashboard.builders import trip_session
+from tests.dashboard.review.builders import trip_session
 
 pytestmark = pytest.mark.django_db
 

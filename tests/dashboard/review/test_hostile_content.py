@@ -7,10 +7,10 @@ from html.parser import HTMLParser
 import pytest
 from django.urls import reverse
 
-from dashboard.selectors import compare_url, session_url, usage_url
+from dashboard.links import compare_url, session_url, usage_url
 from dashboard.templatetags.forkview import render_markdown
-from tests.dashboard.builders import Writer
-from tests.dashboard.hostile import XSS, hostile_turns
+from tests.dashboard.review.builders import Writer
+from tests.dashboard.review.hostile import XSS, hostile_turns
 
 pytestmark = pytest.mark.django_db
 

@@ -1,12 +1,16 @@
-"""Review pages: thin views, one selector each; every page needs login + view permission."""
+"""Review pages: thin views, one selector each; every page needs login + view permission.
+
+Selectors raise ``ReviewError`` (``SessionNotFound``, ``BranchNotFound``) for what is not
+there; :func:`_not_found_as_404` turns it into the 404 page.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from django.contrib.auth.decorators import login_required, permission_required
 from django.http import (
     Http404,
     HttpRequest,
@@ -20,22 +24,31 @@ from django.views.decorators.http import require_GET, require_POST
 
 from conversations import services
 from conversations.models import MAIN_BRANCH
+from conversations.permissions import CHAT, PREFER, preferrer_required, reviewer_required
+from dashboard.links import chat_url, compare_url, session_url
 
 from . import selectors
-from .chat_views import CHAT_PERMISSION, chat_url
 
-VIEW_PERMISSION = "conversations.view_agentsession"
-PREFER_PERMISSION = "conversations.mark_preferred_branch"
+_P = ParamSpec("_P")
+_R = TypeVar("_R", bound=HttpResponse)
 
 
-def reviewer_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous -> login page; logged in without the view permission -> 403."""
-    return login_required(permission_required(VIEW_PERMISSION, raise_exception=True)(view))
+def _not_found_as_404(view: Callable[_P, _R]) -> Callable[_P, _R]:
+    """An unknown session or branch (a selector's ``ReviewError``) is a 404."""
+
+    @functools.wraps(view)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return view(*args, **kwargs)
+        except selectors.ReviewError as exc:
+            raise Http404(str(exc)) from exc
+
+    return wrapper
 
 
 def _chat_url_for(request: HttpRequest, session_id: str, branch_id: str) -> str | None:
     """The branch's chat page, for users who may chat ("Continue", "Fork from here")."""
-    return chat_url(session_id, branch_id) if request.user.has_perm(CHAT_PERMISSION) else None
+    return chat_url(session_id, branch_id) if request.user.has_perm(CHAT) else None
 
 
 def _int(value: str | None, default: int | None = None) -> int | None:
@@ -84,6 +97,7 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @reviewer_required
+@_not_found_as_404
 def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     """One branch turn by turn, with the branch tree, switchers and token charts.
 
@@ -100,16 +114,16 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     context = {
         "detail": detail,
         "chat_url": _chat_url_for(request, session_id, branch_id),
-        "compare_url": selectors.compare_url(session_id, other, branch_id) if other else None,
-        "can_prefer": request.user.has_perm(PREFER_PERMISSION),
+        "compare_url": compare_url(session_id, other, branch_id) if other else None,
+        "can_prefer": request.user.has_perm(PREFER),
     }
     return render(request, "dashboard/session_detail.html", context)
 
 
 @require_POST
 @reviewer_required
-@permission_required(PREFER_PERMISSION, raise_exception=True)
-def session_prefer(request: HttpRequest, session_id: str) -> HttpResponseRedirect:
+@preferrer_required
+def session_prefer(request: HttpRequest, session_id: str) -> HttpResponse:
     """Mark (``branch=<id>``) or clear (``clear=1``) the branch the session opens on.
 
     Answers with a redirect to that branch's page (303, so a reload does not re-post);
@@ -125,12 +139,13 @@ def session_prefer(request: HttpRequest, session_id: str) -> HttpResponseRedirec
         )
     except services.ServiceError as exc:
         raise Http404(str(exc)) from exc
-    target = selectors.session_url(session_id, branch_id or MAIN_BRANCH)
+    target = session_url(session_id, branch_id or MAIN_BRANCH)
     return HttpResponseRedirect(target, status=303)
 
 
 @require_GET
 @reviewer_required
+@_not_found_as_404
 def session_turns(request: HttpRequest, session_id: str) -> HttpResponse:
     """Turns ``start..end`` as an HTML fragment ("load earlier" without a page reload)."""
     branch_id = request.GET.get("branch") or MAIN_BRANCH
@@ -146,6 +161,7 @@ def session_turns(request: HttpRequest, session_id: str) -> HttpResponse:
 
 @require_GET
 @reviewer_required
+@_not_found_as_404
 def session_usage(request: HttpRequest, session_id: str) -> JsonResponse:
     """The charts' data: per-turn usage of a branch + cumulative lines of all branches."""
     series = selectors.usage_series_get(
@@ -156,9 +172,9 @@ def session_usage(request: HttpRequest, session_id: str) -> JsonResponse:
 
 @require_GET
 @reviewer_required
+@_not_found_as_404
 def session_compare(request: HttpRequest, session_id: str) -> HttpResponse:
-    """Two branches side by side from their fork point."""
-    tree = None
+    """Two branches side by side from their fork point (``b`` defaults to another branch)."""
     a = request.GET.get("a") or MAIN_BRANCH
     b = request.GET.get("b") or ""
     if not b:

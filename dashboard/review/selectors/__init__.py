@@ -1,0 +1,85 @@
+"""Page-shaped reads for the review UI: each returns frozen dataclasses, never model instances.
+
+Every selector runs a fixed number of queries whatever the size of the session. Unknown
+sessions and branches raise :class:`SessionNotFound` / :class:`BranchNotFound` (both
+:class:`ReviewError`, a ``LookupError``), never ``Http404``: the views decide what they mean.
+
+Modules: ``sessions`` (the session table, its filters, tool names), ``tree`` (the branch
+tree), ``turns`` (turns, the page of turns, the session page), ``usage`` (the charts' series
+and their JSON twin), ``search`` (THE message search), ``compare`` (two branches side by
+side), ``errors``.
+"""
+
+from __future__ import annotations
+
+from .compare import COMPARE_LIMIT, BranchCompare, CompareRow, branch_compare_get
+from .errors import BranchNotFound, ReviewError, SessionNotFound
+from .search import SEARCH_LIMIT, SearchHit, search_hits
+from .sessions import (
+    DEFAULT_SORT,
+    SESSIONS_PER_PAGE,
+    SORTS,
+    SessionListFilters,
+    SessionListPage,
+    SessionRow,
+    session_list,
+    tool_names,
+)
+from .tree import BranchNode, BranchTree, branch_tree_get
+from .turns import (
+    MAX_TEXT,
+    TURN_PAGE_SIZE,
+    SessionDetail,
+    Switcher,
+    ToolCall,
+    Turn,
+    TurnItem,
+    TurnPage,
+    TurnUsageView,
+    session_detail_get,
+    turn_fragment_get,
+    turn_page_get,
+    turns_get,
+)
+from .usage import CumulativeLine, UsagePoint, UsageSeries, usage_series_get
+
+__all__ = [
+    "COMPARE_LIMIT",
+    "DEFAULT_SORT",
+    "MAX_TEXT",
+    "SEARCH_LIMIT",
+    "SESSIONS_PER_PAGE",
+    "SORTS",
+    "TURN_PAGE_SIZE",
+    "BranchCompare",
+    "BranchNode",
+    "BranchNotFound",
+    "BranchTree",
+    "CompareRow",
+    "CumulativeLine",
+    "ReviewError",
+    "SearchHit",
+    "SessionDetail",
+    "SessionListFilters",
+    "SessionListPage",
+    "SessionNotFound",
+    "SessionRow",
+    "Switcher",
+    "ToolCall",
+    "Turn",
+    "TurnItem",
+    "TurnPage",
+    "TurnUsageView",
+    "UsagePoint",
+    "UsageSeries",
+    "branch_compare_get",
+    "branch_tree_get",
+    "search_hits",
+    "session_detail_get",
+    "session_list",
+    "tool_names",
+    "turn_fragment_get",
+    "turn_page_get",
+    "turns_get",
+    "usage_series_get",
+]
