@@ -1,3 +1,5 @@
+"""The download URLs (``session_export``); the review pages have their own in ``dashboard``."""
+
 from __future__ import annotations
 
 from django.urls import path

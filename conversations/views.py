@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import re
 
-from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
 
-from .exporters import CONTENT_TYPES, EXTENSIONS, FORMATS, export_text
+from .exchange import CONTENT_TYPES, EXTENSIONS, FORMATS, export_text
 from .models import MAIN_BRANCH, AgentSession
+from .permissions import reviewer_required
+
+__all__ = ["session_export"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _filename(session_id: str, branch_id: str, fmt: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", session_id).strip("._") or "session"
+    """A download name from the ids (anything but ``[A-Za-z0-9._-]`` becomes ``_``)."""
+    stem = _UNSAFE.sub("_", session_id).strip("._") or "session"
     if fmt != "json":
-        stem += "-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", branch_id).strip("._") or "branch")
+        stem += "-" + (_UNSAFE.sub("_", branch_id).strip("._") or "branch")
     return f"{stem}.{EXTENSIONS[fmt]}"
 
 
 @require_GET
-@login_required
-@permission_required("conversations.view_agentsession", raise_exception=True)
+@reviewer_required
 def session_export(request: HttpRequest, session_id: str, fmt: str) -> HttpResponse:
     """``?branch=`` picks the branch for jsonl and markdown (default ``main``)."""
     if fmt not in FORMATS:

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from conversations.exporters import FORMATS, export_text
+from conversations.exchange import FORMATS, export_text
 from conversations.models import MAIN_BRANCH, AgentSession
 
 

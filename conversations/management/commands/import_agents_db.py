@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from conversations.exporters import ImportReport, SDKFile, sdk_file_trees, tree_import
+from conversations.exchange import ImportReport, SDKFile, sdk_file_trees, tree_import
 
 
 class Progress:

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from conversations.exporters import TreeError, tree_import
+from conversations.exchange import TreeError, tree_import
 
 
 class Command(BaseCommand):

@@ -14,7 +14,7 @@ from agents.extensions.memory import AdvancedSQLiteSession
 from agents.memory import SQLiteSession
 from django.core.management import CommandError, call_command
 
-from conversations.exporters import tree_export
+from conversations.exchange import tree_export
 from conversations.models import (
     AgentMessage,
     AgentSession,
@@ -24,7 +24,7 @@ from conversations.models import (
     TurnUsage,
 )
 from conversations.session import DjangoSession
-from tests.conversations.admin_data import call
+from tests.conversations.admin.admin_data import call
 from tests.conversations.sdk_harness import (
     OTHER_ITEMS,
     TOOL_ITEMS,

@@ -12,7 +12,6 @@ from tests.conversations.sdk_harness import (
     function_call,
     function_output,
     reasoning,
-    run_result,
     usage,
     user,
 )
@@ -38,12 +37,12 @@ def tree_session(session_id: str = "s1") -> DjangoSession:
             assistant("Sunny in Paris."),
         ],
     )
-    call(session, "store_run_usage", run_result(usage(2, 100, 20)))
+    call(session, "store_usage", usage(2, 100, 20))
     call(session, "add_items", [user("And tomorrow?"), assistant("Rain.", "msg_2")])
-    call(session, "store_run_usage", run_result(usage(1, 150, 10)))
+    call(session, "store_usage", usage(1, 150, 10))
     call(session, "add_items", [user("Thanks"), assistant("You're welcome.", "msg_3")])
-    call(session, "store_run_usage", run_result(usage(1, 170, 5)))
+    call(session, "store_usage", usage(1, 170, 5))
     call(session, "create_branch_from_turn", 2, "alt")
     call(session, "add_items", [user("What about Lyon?"), assistant("Cloudy.", "msg_4")])
-    call(session, "store_run_usage", run_result(usage(1, 140, 8)))
+    call(session, "store_usage", usage(1, 140, 8))
     return DjangoSession(session_id=session_id)
