@@ -6,8 +6,8 @@ Run from the repository root::
     .venv/bin/python bench/chat_bench.py                # ~1-2 min
     .venv/bin/python bench/chat_bench.py --postgres postgres://u:p@127.0.0.1:5432/db
 
-Both parts run the demo agent (``dashboard.agents.demo_agent``: its three tools) on the
-offline model (``dashboard.offline_model``); ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` are
+Both parts run the demo agent (``dashboard.agents.demo_agent``: its four tools) on the
+offline model (``dashboard.demo.model``); ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` are
 ignored, and ``REDIS_URL`` too unless ``--redis`` is given (in-memory channel layer, turn
 guard on the database). The bench makes its own scratch database (a SQLite file in a temp
 folder, or a scratch database on the PostgreSQL server, dropped at the end).
@@ -113,21 +113,19 @@ def pg_admin(url: str, statements: list[str]) -> None:
 
 def login_cookie() -> str:
     """A session cookie of a user who may chat (the real auth path, not a scope override)."""
-    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
-    from django.test import Client
+
+    from conversations.permissions import APP_LABEL, CHAT_CODENAME, VIEW_CODENAME
+    from tests.support.auth import cookie_header
 
     user, _ = get_user_model().objects.get_or_create(username="chat-bench")
     user.user_permissions.add(
         *Permission.objects.filter(
-            content_type__app_label="conversations",
-            codename__in=["continue_conversation", "view_agentsession"],
+            content_type__app_label=APP_LABEL, codename__in=[CHAT_CODENAME, VIEW_CODENAME]
         )
     )
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    return cookie_header(user)
 
 
 # ---- statistics and tables ------------------------------------------------------------------
@@ -631,7 +629,7 @@ def main() -> int:
     from django.core.management import call_command
     from django.db import connection, connections
 
-    from dashboard.locks import lock_backend
+    from dashboard.chat.locks import lock_backend
 
     # Part 1 streams with no delay (in process); part 2's server keeps the configured one.
     token_delay = args.token_delay_ms

@@ -1,5 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels."""
 
+from __future__ import annotations
+
 import os
 
 from django.core.asgi import get_asgi_application
@@ -12,7 +14,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from dashboard.routing import websocket_urlpatterns  # noqa: E402
+from dashboard.chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

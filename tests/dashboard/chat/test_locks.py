@@ -15,10 +15,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings as django_settings
 from django.db import connection, connections
 
-from dashboard.locks import lock_backend, turn_guard
+from dashboard.chat.locks import lock_backend, turn_guard
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest_asyncio.fixture(autouse=True)
@@ -99,7 +99,7 @@ HOLDER = textwrap.dedent(
     # The test database, as the parent process sees it.
     connections["default"].settings_dict["NAME"] = sys.argv[1]
     settings.FORKVIEW_TURN_LOCK = sys.argv[2]
-    from dashboard.locks import turn_guard
+    from dashboard.chat.locks import turn_guard
 
     async def main():
         async with turn_guard("s-proc", "main") as acquired:

@@ -11,8 +11,9 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from conversations.models import AgentMessage, AgentSession, MessageStructure, TurnUsage
-from dashboard import selectors
-from dashboard.management.commands.seed_demo import LONG_SESSION_ID, LONG_SESSION_TURNS
+from conversations.permissions import CHAT, VIEW
+from dashboard.demo.seed import LONG_SESSION_ID, LONG_SESSION_TURNS
+from dashboard.review import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,8 +73,8 @@ def test_seed_demo_long_session_and_missing_usage(seeded):
 def test_seed_demo_debug_user_may_browse_and_chat(seeded):
     out, _ = seeded
     user = get_user_model().objects.get(username="demo")
-    assert user.has_perm("conversations.view_agentsession")
-    assert user.has_perm("conversations.continue_conversation")
+    assert user.has_perm(VIEW)
+    assert user.has_perm(CHAT)
     assert not user.is_staff
     assert "password" in out
 

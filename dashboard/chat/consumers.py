@@ -1,8 +1,9 @@
 """Websocket consumers: the live chat, and live updates for a session's viewers.
 
-The protocol is documented in ``docs/websocket-protocol.md``. Consumers stay thin: turns run
-in :mod:`dashboard.chat_turns`, the branch guard lives in :mod:`dashboard.locks`, and the few
-ORM calls made here are small private ``database_sync_to_async`` methods.
+The protocol is documented in ``docs/websocket-protocol.md`` and named in
+:mod:`dashboard.chat.protocol`. Consumers stay thin: turns run in :mod:`dashboard.chat.turns`,
+the branch guard lives in :mod:`dashboard.chat.locks`, and the few ORM calls made here are
+small private ``database_sync_to_async`` methods.
 """
 
 from __future__ import annotations
@@ -10,105 +11,50 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote
 
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, PermissionsMixin
 
 from conversations.models import MAIN_BRANCH
+from conversations.permissions import CHAT, VIEW
+from dashboard.agents import backend_label, get_agent
 
-from .agents import backend_label, get_agent
-from .chat_turns import (
-    MAX_MESSAGE_BYTES,
-    TurnTimeout,
-    fork_branch,
-    group_name,
-    notify,
-    run_turn,
-    turn_input,
-)
+from . import protocol
+from .batching import DeltaBatcher
 from .locks import turn_guard
+from .protocol import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHENTICATED,
+    ERR_BAD_JSON,
+    ERR_BAD_TURN,
+    ERR_EMPTY,
+    ERR_TOO_LARGE,
+    ERR_UNKNOWN,
+    MAX_FRAME_BYTES,
+    MAX_ID_CHARS,
+    MAX_MESSAGE_BYTES,
+    RETRY_HINT,
+    Message,
+    group_name,
+)
+from .turns import TurnInput, TurnTimeout, fork_branch, notify, run_turn, turn_input
+
+__all__ = ["ChatConsumer", "SessionLiveConsumer"]
 
 logger = logging.getLogger(__name__)
-
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_BAD_REQUEST = 4400
-MAX_FRAME_BYTES = 2 * MAX_MESSAGE_BYTES  # JSON escaping can double a message's size
-MAX_ID_CHARS = 1024
-
-ERR_EMPTY = "Message is empty."
-ERR_TOO_LARGE = f"Message is too large (max {MAX_MESSAGE_BYTES // 1024} KB)."
-ERR_BUSY = "Another turn is already running on this branch; wait for it to finish."
-ERR_UNKNOWN = "Unknown message type."
-ERR_BAD_JSON = "Messages must be JSON objects."
-ERR_BAD_TURN = "'turn' must be a positive integer."
 
 # Turns outlive a dropped socket (they finish and are stored): keep their tasks referenced.
 _RUNNING_TURNS: set[asyncio.Task[None]] = set()
 
-#: Text deltas arriving within this many seconds of the last frame share one frame.
-DELTA_WINDOW = 0.025
 
-
-class DeltaBatcher:
-    """Sends a turn's events in order, coalescing text deltas that come in quick succession.
-
-    The first delta after a quiet ``window`` goes out at once (time to first token is
-    untouched); deltas within the window are joined and sent when it ends, or before the next
-    non-delta event. A model that streams faster than the eye reads (or a burst after a slow
-    tool) then costs a few frames instead of one per token.
-    """
-
-    def __init__(self, send: Any, window: float = DELTA_WINDOW) -> None:
-        self._send = send
-        self._window = window
-        self._pending: list[str] = []
-        self._last = float("-inf")
-        self._timer: asyncio.TimerHandle | None = None
-        self._lock = asyncio.Lock()
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        loop = asyncio.get_running_loop()
-        if message.get("type") != "delta":
-            async with self._lock:
-                await self._flush()
-                await self._send(message)
-            return
-        if not self._pending and loop.time() - self._last >= self._window:
-            async with self._lock:
-                self._last = loop.time()
-                await self._send(message)
-            return
-        self._pending.append(message["text"])
-        if self._timer is None:
-            delay = max(0.0, self._last + self._window - loop.time())
-            self._timer = loop.call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        task = asyncio.ensure_future(self.flush())
-        _RUNNING_TURNS.add(task)  # keep a reference until it is done
-        task.add_done_callback(_RUNNING_TURNS.discard)
-
-    async def flush(self) -> None:
-        """Send what is pending now."""
-        async with self._lock:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._pending:
-            text, self._pending = "".join(self._pending), []
-            self._last = asyncio.get_running_loop().time()
-            await self._send({"type": "delta", "text": text})
-
-
-def _route_session_id(scope: dict[str, Any], prefix: str) -> str:
+def _route_session_id(scope: Mapping[str, Any], prefix: str) -> str:
     """The session id from the URL, percent-decoded exactly once.
 
     Servers hand consumers an already-decoded ``path``; when the raw path is there we decode
@@ -120,7 +66,8 @@ def _route_session_id(scope: dict[str, Any], prefix: str) -> str:
         text = raw.decode("ascii", "replace").split("?", 1)[0]
         if text.startswith(prefix) and text.endswith("/"):
             return unquote(text[len(prefix) : -1])
-    return scope["url_route"]["kwargs"]["session_id"]
+    session_id: str = scope["url_route"]["kwargs"]["session_id"]
+    return session_id
 
 
 class _AuthorizedConsumer(AsyncJsonWebsocketConsumer):
@@ -128,6 +75,8 @@ class _AuthorizedConsumer(AsyncJsonWebsocketConsumer):
 
     permission: ClassVar[str]
     route_prefix: ClassVar[str]
+    session_id: str
+    branch_id: str
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -154,14 +103,19 @@ class _AuthorizedConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=code)
 
     @database_sync_to_async
-    def _has_perm(self, user: Any, permission: str) -> bool:
-        return user.has_perm(permission)
+    def _has_perm(self, user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
+        # The scope's user is a lazy proxy: isinstance sees (and loads) the real user. A user
+        # model without Django's PermissionsMixin has no permissions to check.
+        return isinstance(user, PermissionsMixin | AnonymousUser) and user.has_perm(permission)
+
+
+_Handler = Callable[["ChatConsumer", Message], Awaitable[None]]
 
 
 class ChatConsumer(_AuthorizedConsumer):
     """``/ws/chat/<session_id>/?branch=<branch_id>``: continue, fork and regenerate turns."""
 
-    permission = "conversations.continue_conversation"
+    permission = CHAT
     route_prefix = "/ws/chat/"
 
     async def connected(self) -> None:
@@ -171,7 +125,7 @@ class ChatConsumer(_AuthorizedConsumer):
         label = await self._backend_label()
         await self.send_json(
             {
-                "type": "ready",
+                "type": protocol.READY,
                 "session_id": self.session_id,
                 "branch_id": self.branch_id,
                 "backend": label,
@@ -185,7 +139,9 @@ class ChatConsumer(_AuthorizedConsumer):
 
     # ---- Incoming -----------------------------------------------------------------------------
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
         # Check the size before decoding, so a huge frame costs no JSON parse.
         if text_data is None or len(text_data) > MAX_FRAME_BYTES:
             await self._error(ERR_TOO_LARGE if text_data else ERR_BAD_JSON)
@@ -200,22 +156,23 @@ class ChatConsumer(_AuthorizedConsumer):
             return
         await self.receive_json(content)
 
-    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
-        handler = self._handlers.get(content.get("type"))  # type: ignore[arg-type]
+    async def receive_json(self, content: Message, **kwargs: Any) -> None:
+        kind = content.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is None:
             await self._error(ERR_UNKNOWN)
             return
         if self._turn is not None and not self._turn.done():
-            await self.send_json({"type": "busy", "message": ERR_BUSY})
+            await self.send_json(protocol.busy())
             return
         await handler(self, content)
 
-    async def _on_user_message(self, content: dict[str, Any]) -> None:
+    async def _on_user_message(self, content: Message) -> None:
         text = await self._checked_text(content)
         if text is not None:
             self._start(text, self.branch_id)
 
-    async def _on_fork(self, content: dict[str, Any]) -> None:
+    async def _on_fork(self, content: Message) -> None:
         """Edit-and-resubmit: branch from turn N (turns < N kept), send the new text as N."""
         text = await self._checked_text(content)
         turn = await self._checked_turn(content)
@@ -224,7 +181,7 @@ class ChatConsumer(_AuthorizedConsumer):
         if await self._branch_from(turn) is not None:
             self._start(text, self.branch_id)
 
-    async def _on_regenerate(self, content: dict[str, Any]) -> None:
+    async def _on_regenerate(self, content: Message) -> None:
         """Branch from turn N and resend that turn's user message."""
         turn = await self._checked_turn(content)
         if turn is None:
@@ -233,13 +190,13 @@ class ChatConsumer(_AuthorizedConsumer):
         if original is not None:
             self._start(turn_input(original), self.branch_id)
 
-    _handlers: ClassVar[dict[str, Any]] = {
-        "user_message": _on_user_message,
-        "fork": _on_fork,
-        "regenerate": _on_regenerate,
+    _handlers: ClassVar[dict[str, _Handler]] = {
+        protocol.USER_MESSAGE: _on_user_message,
+        protocol.FORK: _on_fork,
+        protocol.REGENERATE: _on_regenerate,
     }
 
-    async def _checked_text(self, content: dict[str, Any]) -> str | None:
+    async def _checked_text(self, content: Message) -> str | None:
         text = content.get("text")
         if not isinstance(text, str) or not text.strip():
             await self._error(ERR_EMPTY)
@@ -249,7 +206,7 @@ class ChatConsumer(_AuthorizedConsumer):
             return None
         return text
 
-    async def _checked_turn(self, content: dict[str, Any]) -> int | None:
+    async def _checked_turn(self, content: Message) -> int | None:
         turn = content.get("turn")
         if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
             await self._error(ERR_BAD_TURN)
@@ -257,7 +214,10 @@ class ChatConsumer(_AuthorizedConsumer):
         return turn
 
     async def _branch_from(self, turn: int) -> Any:
-        """Create a branch from ``turn``; switch the socket to it; return the turn's content."""
+        """Create a branch from ``turn``; switch the socket to it; return the turn's content.
+
+        ``None`` (after an ``error`` message) when the branch has no such turn.
+        """
         await aclose_old_connections()
         try:
             new_branch, content = await fork_branch(
@@ -267,7 +227,7 @@ class ChatConsumer(_AuthorizedConsumer):
             await self._error(str(exc))
             return None
         message = {
-            "type": "branch_created",
+            "type": protocol.BRANCH_CREATED,
             "session_id": self.session_id,
             "branch_id": new_branch,
             "from_branch": self.branch_id,
@@ -280,19 +240,19 @@ class ChatConsumer(_AuthorizedConsumer):
 
     # ---- Running a turn -------------------------------------------------------------------------
 
-    def _start(self, input: Any, branch_id: str) -> None:
+    def _start(self, input: TurnInput, branch_id: str) -> None:
         task = asyncio.ensure_future(self._run(input, branch_id))
         self._turn = task
         _RUNNING_TURNS.add(task)
         task.add_done_callback(_RUNNING_TURNS.discard)
 
-    async def _run(self, input: Any, branch_id: str) -> None:
+    async def _run(self, input: TurnInput, branch_id: str) -> None:
         await aclose_old_connections()
         emit = DeltaBatcher(self._send)
         try:
             async with turn_guard(self.session_id, branch_id) as acquired:
                 if not acquired:
-                    await self._send({"type": "busy", "message": ERR_BUSY})
+                    await self._send(protocol.busy())
                     return
                 outcome = await run_turn(
                     session_id=self.session_id,
@@ -302,25 +262,19 @@ class ChatConsumer(_AuthorizedConsumer):
                     timeout=getattr(settings, "FORKVIEW_TURN_TIMEOUT", 120),
                 )
         except TurnTimeout as exc:
-            await emit(
-                {"type": "error", "message": f"{exc} Nothing was stored; send again to retry."}
-            )
+            await emit(protocol.error(f"{exc} {RETRY_HINT}"))
         except Exception as exc:
             logger.exception("Chat turn failed on %r / %r", self.session_id, branch_id)
             detail = str(exc).strip()[:300] or type(exc).__name__
             await emit(
-                {
-                    "type": "error",
-                    "message": f"The model failed: {type(exc).__name__}: {detail}. "
-                    "Nothing was stored; send again to retry.",
-                }
+                protocol.error(f"The model failed: {type(exc).__name__}: {detail}. {RETRY_HINT}")
             )
         else:
             await emit(outcome.message())
 
     # ---- Outgoing -------------------------------------------------------------------------------
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: Message) -> None:
         """Send if the socket is still open (a turn may outlive it)."""
         if not self._open:
             return
@@ -330,7 +284,7 @@ class ChatConsumer(_AuthorizedConsumer):
             self._open = False
 
     async def _error(self, text: str) -> None:
-        await self._send({"type": "error", "message": text})
+        await self._send(protocol.error(text))
 
     @database_sync_to_async
     def _backend_label(self) -> str:
@@ -341,7 +295,7 @@ class ChatConsumer(_AuthorizedConsumer):
 class SessionLiveConsumer(_AuthorizedConsumer):
     """``/ws/sessions/<session_id>/``: forwards ``turn_complete`` and ``branch_created``."""
 
-    permission = "conversations.view_agentsession"
+    permission = VIEW
     route_prefix = "/ws/sessions/"
 
     async def connected(self) -> None:

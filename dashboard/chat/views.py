@@ -2,58 +2,50 @@
 
 The page renders the branch's history with the review UI's selectors and partials, and
 ``static/dashboard/js/chat.js`` does the rest over ``/ws/chat/<session_id>/?branch=...``
-(protocol: docs/websocket-protocol.md). Both pages need login + ``continue_conversation``.
+(protocol: docs/websocket-protocol.md). Both pages need login + the chat permission.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
-from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
-from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from conversations.models import MAIN_BRANCH, AgentSession
+from conversations.permissions import chatter_required
+from dashboard.agents import backend_label, get_agent
+from dashboard.links import chat_url, session_url
+from dashboard.review.selectors import TurnPage, branch_tree_get, turn_page_get
+from dashboard.review.selectors.errors import BranchNotFound, SessionNotFound
 
-from . import selectors
-from .agents import backend_label, get_agent
-from .chat_turns import MAX_MESSAGE_BYTES
+from .protocol import MAX_MESSAGE_BYTES
 
-CHAT_PERMISSION = "conversations.continue_conversation"
+__all__ = ["chat_new", "session_chat"]
+
+#: Turns of history the chat page shows (the review page's "load earlier" brings the rest).
 CHAT_HISTORY_TURNS = 20
 
 
-def chatter_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous -> login page; logged in without the chat permission -> 403."""
-    return login_required(permission_required(CHAT_PERMISSION, raise_exception=True)(view))
-
-
-def chat_url(session_id: str, branch_id: str = MAIN_BRANCH) -> str:
-    """The chat page of a branch."""
-    url = reverse("session_chat", kwargs={"session_id": session_id})
-    return f"{url}?{urlencode({'branch': branch_id})}"
-
-
-def _history(session_id: str, branch_id: str, turn: int | None) -> tuple[Any, bool]:
-    """(the branch's turns as the review page's ``TurnPage`` or ``None``, exists).
+def _history(session_id: str, branch_id: str, turn: int | None) -> tuple[TurnPage | None, bool]:
+    """(the branch's turns as the review page's ``TurnPage`` or ``None``, the session exists).
 
     The latest turns, or the window around ``turn`` when one is asked for ("Fork from here").
     """
-    exists = AgentSession.objects.filter(session_id=session_id).exists()
-    if not exists:
-        return None, False
-    tree = selectors.branch_tree_get(session_id=session_id)
+    try:
+        tree = branch_tree_get(session_id=session_id)
+    except SessionNotFound:
+        # No messages yet: a new conversation, or a session row whose turns were all removed.
+        return None, AgentSession.objects.filter(session_id=session_id).exists()
     if branch_id not in tree:
+        return None, True  # a new branch of an existing session starts empty
+    try:
+        page = turn_page_get(tree=tree, branch_id=branch_id, turn=turn, size=CHAT_HISTORY_TURNS)
+    except BranchNotFound:
         return None, True
-    page = selectors.turn_page_get(
-        tree=tree, branch_id=branch_id, turn=turn, size=CHAT_HISTORY_TURNS
-    )
     return page, True
 
 
@@ -73,7 +65,7 @@ def session_chat(request: HttpRequest, session_id: str) -> HttpResponse:
         "page": page,
         "fork_turn": fork_turn,
         "session_exists": exists,
-        "review_url": selectors.session_url(session_id, branch_id) if page else None,
+        "review_url": session_url(session_id, branch_id) if page else None,
         "ws_path": f"/ws/chat/{quote(session_id, safe='')}/",
         "backend": backend_label(get_agent()),
         "max_bytes": MAX_MESSAGE_BYTES,

@@ -8,7 +8,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from tests.dashboard.builders import Writer, turn_items
+from conversations.permissions import APP_LABEL, CHAT_CODENAME, VIEW_CODENAME
+from tests.dashboard.review.builders import Writer, turn_items
 
 pytestmark = pytest.mark.django_db
 
@@ -17,16 +18,14 @@ def _user(django_user_model, name: str, *codenames: str):
     user = django_user_model.objects.create_user(username=name, password="pw-123456789")
     for codename in codenames:
         user.user_permissions.add(
-            Permission.objects.get(content_type__app_label="conversations", codename=codename)
+            Permission.objects.get(content_type__app_label=APP_LABEL, codename=codename)
         )
     return user
 
 
 @pytest.fixture
 def chat_client(client, django_user_model):
-    client.force_login(
-        _user(django_user_model, "chatter", "continue_conversation", "view_agentsession")
-    )
+    client.force_login(_user(django_user_model, "chatter", CHAT_CODENAME, VIEW_CODENAME))
     return client
 
 
@@ -40,7 +39,7 @@ def test_chat_pages_need_login_and_the_chat_permission(client, django_user_model
     for url in (chat, reverse("chat_new")):
         response = client.get(url)
         assert response.status_code == 302 and response.url.startswith(reverse("login"))
-    client.force_login(_user(django_user_model, "viewer", "view_agentsession"))
+    client.force_login(_user(django_user_model, "viewer", VIEW_CODENAME))
     assert client.get(chat).status_code == 403
     assert client.get(reverse("chat_new")).status_code == 403
 
@@ -95,7 +94,7 @@ def test_review_page_links_to_the_chat_and_loads_live_updates(chat_client):
 
 def test_review_page_hides_continue_without_the_chat_permission(client, django_user_model):
     Writer("s3").turn(turn_items(1))
-    client.force_login(_user(django_user_model, "viewer", "view_agentsession"))
+    client.force_login(_user(django_user_model, "viewer", VIEW_CODENAME))
     html = client.get(reverse("session_detail", kwargs={"session_id": "s3"})).content.decode()
     assert 'id="continue-branch"' not in html
     assert 'class="fork-link"' not in html

@@ -1,6 +1,6 @@
 """Chat turns in a process of their own, for the cross-process live-update test.
 
-Run as ``python -m tests.dashboard.live_driver USERNAME SESSION_ID MESSAGES_JSON`` from the
+Run as ``python -m tests.dashboard.chat.live_driver USERNAME SESSION_ID MESSAGES_JSON`` from the
 repository root, with ``DATABASE_URL`` pointing at the test database and ``REDIS_URL`` at the
 Redis server the test process listens on. The driver logs ``USERNAME`` in (a session cookie,
 as a browser would), opens ``/ws/chat/<SESSION_ID>/`` on the real ASGI application
@@ -9,7 +9,7 @@ message of ``MESSAGES_JSON`` (a JSON list) and waits for its ``turn_complete``. 
 every ``branch_created`` and ``turn_complete`` it got as one JSON list on the last line, and
 exits non-zero on an ``error``, a ``busy`` or a timeout.
 
-``FORKVIEW_AGENT=tests.dashboard.live_driver.offline_agent`` makes the chat run the offline
+``FORKVIEW_AGENT=tests.dashboard.chat.live_driver.offline_agent`` makes the chat run the offline
 model without token delays (no network, no key).
 """
 
@@ -29,21 +29,10 @@ def offline_agent() -> Any:
     """The chat's agent in the live-update tests: the offline model, streaming at full speed."""
     from agents import Agent
 
-    from dashboard.agents import calculate
-    from dashboard.offline_model import OfflineModel
+    from dashboard.demo.model import OfflineModel
+    from dashboard.demo.tools import calculate
 
     return Agent(name="live", model=OfflineModel(token_delay=0), tools=[calculate])
-
-
-def login_cookie(username: str) -> str:
-    """A ``Cookie`` header value for ``username``'s new Django session."""
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    client = Client()
-    client.force_login(get_user_model().objects.get(username=username))
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
 async def chat(cookie: str, session_id: str, messages: list[dict[str, Any]]) -> list[Any]:
@@ -92,7 +81,9 @@ def main() -> None:
     django.setup()
     from django.db import connections
 
-    cookie = login_cookie(username)
+    from tests.support.auth import cookie_header
+
+    cookie = cookie_header(username)
     connections.close_all()
     print(json.dumps(asyncio.run(chat(cookie, session_id, messages))), flush=True)
 

@@ -21,11 +21,12 @@ from django.contrib.auth.models import Permission
 from django.db import connections
 
 from conversations.models import MessageStructure, TurnUsage
+from conversations.permissions import CHAT, VIEW
 from conversations.session import DjangoSession
-from dashboard import consumers
-from dashboard.agents import calculate, current_time, search_sessions
 from dashboard.asgi import application
-from dashboard.routing import websocket_urlpatterns
+from dashboard.chat import consumers, protocol
+from dashboard.chat.routing import websocket_urlpatterns
+from dashboard.demo.tools import calculate, current_time, search_sessions
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
@@ -86,8 +87,8 @@ def chatter(django_user_model):
     return _make_user(
         django_user_model,
         "chatter",
-        "conversations.continue_conversation",
-        "conversations.view_agentsession",
+        CHAT,
+        VIEW,
     )
 
 
@@ -202,21 +203,19 @@ async def _close_code(path: str, user=None) -> int:
 
 async def test_anonymous_is_closed_with_4401():
     # Through the real stack: origin check, AuthMiddlewareStack (no session cookie).
-    assert await _close_code("/ws/chat/s1/") == consumers.CLOSE_UNAUTHENTICATED
-    assert await _close_code("/ws/sessions/s1/") == consumers.CLOSE_UNAUTHENTICATED
+    assert await _close_code("/ws/chat/s1/") == protocol.CLOSE_UNAUTHENTICATED
+    assert await _close_code("/ws/sessions/s1/") == protocol.CLOSE_UNAUTHENTICATED
 
 
 async def test_missing_permission_is_closed_with_4403(django_user_model):
-    viewer = await sync_to_async(_make_user)(
-        django_user_model, "viewer", "conversations.view_agentsession"
-    )
+    viewer = await sync_to_async(_make_user)(django_user_model, "viewer", VIEW)
     nobody = await sync_to_async(_make_user)(django_user_model, "nobody")
     for path, user in (("/ws/chat/s1/", viewer), ("/ws/sessions/s1/", nobody)):
         communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
         communicator.scope["user"] = user
         assert (await communicator.connect(timeout=TIMEOUT))[0]
         output = await communicator.receive_output(timeout=TIMEOUT)
-        assert output == {"type": "websocket.close", "code": consumers.CLOSE_FORBIDDEN}
+        assert output == {"type": "websocket.close", "code": protocol.CLOSE_FORBIDDEN}
         await communicator.disconnect()
 
 
@@ -227,13 +226,13 @@ async def test_empty_oversized_and_malformed_messages_get_clear_errors(chatter, 
     model = use_model()
     chat = await open_chat(chatter, "s-bad")
     cases = [
-        ({"type": "user_message", "text": "   "}, consumers.ERR_EMPTY),
-        ({"type": "user_message"}, consumers.ERR_EMPTY),
-        ({"type": "user_message", "text": "x" * (32 * 1024 + 1)}, consumers.ERR_TOO_LARGE),
-        ({"type": "user_message", "text": "é" * (16 * 1024 + 1)}, consumers.ERR_TOO_LARGE),
-        ({"type": "dance"}, consumers.ERR_UNKNOWN),
-        ({"type": "fork", "turn": "2", "text": "x"}, consumers.ERR_BAD_TURN),
-        ({"type": "regenerate", "turn": 0}, consumers.ERR_BAD_TURN),
+        ({"type": "user_message", "text": "   "}, protocol.ERR_EMPTY),
+        ({"type": "user_message"}, protocol.ERR_EMPTY),
+        ({"type": "user_message", "text": "x" * (32 * 1024 + 1)}, protocol.ERR_TOO_LARGE),
+        ({"type": "user_message", "text": "é" * (16 * 1024 + 1)}, protocol.ERR_TOO_LARGE),
+        ({"type": "dance"}, protocol.ERR_UNKNOWN),
+        ({"type": "fork", "turn": "2", "text": "x"}, protocol.ERR_BAD_TURN),
+        ({"type": "regenerate", "turn": 0}, protocol.ERR_BAD_TURN),
     ]
     for payload, expected in cases:
         await chat.send_json_to(payload)
@@ -242,11 +241,11 @@ async def test_empty_oversized_and_malformed_messages_get_clear_errors(chatter, 
             "message": expected,
         }
     await chat.send_to(text_data="not json")
-    assert (await chat.receive_json_from(timeout=TIMEOUT))["message"] == consumers.ERR_BAD_JSON
+    assert (await chat.receive_json_from(timeout=TIMEOUT))["message"] == protocol.ERR_BAD_JSON
     await chat.send_to(text_data="[1, 2]")
-    assert (await chat.receive_json_from(timeout=TIMEOUT))["message"] == consumers.ERR_BAD_JSON
+    assert (await chat.receive_json_from(timeout=TIMEOUT))["message"] == protocol.ERR_BAD_JSON
     await chat.send_to(text_data='{"type": "user_message", "text": "' + "y" * 70_000 + '"}')
-    assert (await chat.receive_json_from(timeout=TIMEOUT))["message"] == consumers.ERR_TOO_LARGE
+    assert (await chat.receive_json_from(timeout=TIMEOUT))["message"] == protocol.ERR_TOO_LARGE
     await chat.disconnect()
     assert model.calls == ()
     assert await stored("s-bad") == []
@@ -314,7 +313,7 @@ async def test_two_tabs_on_one_branch_second_gets_busy(chatter, use_model):
     await tab_b.send_json_to({"type": "user_message", "text": "second"})
     assert await tab_b.receive_json_from(timeout=TIMEOUT) == {
         "type": "busy",
-        "message": consumers.ERR_BUSY,
+        "message": protocol.ERR_BUSY,
     }
     await tab_a.send_json_to({"type": "user_message", "text": "again"})  # same tab, too
     assert (await tab_a.receive_json_from(timeout=TIMEOUT))["type"] == "busy"

@@ -26,17 +26,17 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import Permission
 from django.db import connections
 
+from conversations.permissions import APP_LABEL, CHAT_CODENAME, VIEW_CODENAME
 from conversations.session import DjangoSession
-from dashboard import consumers
 from dashboard.asgi import application
-from dashboard.offline_model import OfflineModel
-
-from ..conversations.test_session_multiprocess import database_url
-from .live_driver import login_cookie
+from dashboard.chat import consumers, protocol
+from dashboard.demo.model import OfflineModel
+from tests.conversations.test_session_multiprocess import database_url
+from tests.support.auth import cookie_header
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TIMEOUT = 10
 DRIVER_TIMEOUT = 120  # a fresh process sets Django and the SDK up first (slow on a busy CI)
 QUIET = 0.3  # seconds a socket must stay silent to count as "received nothing"
@@ -56,7 +56,7 @@ async def _close_worker_connections():
 
 @pytest.fixture(autouse=True)
 def _offline_agent(settings):
-    settings.FORKVIEW_AGENT = "tests.dashboard.live_driver.offline_agent"
+    settings.FORKVIEW_AGENT = "tests.dashboard.chat.live_driver.offline_agent"
 
 
 def slow_offline_agent() -> Agent:
@@ -89,21 +89,21 @@ def _make_user(django_user_model, username: str, *codenames: str):
     user = django_user_model.objects.create_user(username=username)  # no password: no hashing
     for codename in codenames:
         user.user_permissions.add(
-            Permission.objects.get(content_type__app_label="conversations", codename=codename)
+            Permission.objects.get(content_type__app_label=APP_LABEL, codename=codename)
         )
     return user
 
 
 @pytest.fixture
 def chatter_cookie(django_user_model) -> str:
-    _make_user(django_user_model, "chatter", "continue_conversation", "view_agentsession")
-    return login_cookie("chatter")
+    _make_user(django_user_model, "chatter", CHAT_CODENAME, VIEW_CODENAME)
+    return cookie_header("chatter")
 
 
 @pytest.fixture
 def viewer_cookie(django_user_model) -> str:
-    _make_user(django_user_model, "viewer", "view_agentsession")
-    return login_cookie("viewer")
+    _make_user(django_user_model, "viewer", VIEW_CODENAME)
+    return cookie_header("viewer")
 
 
 def unique(prefix: str) -> str:
@@ -257,15 +257,15 @@ async def test_viewer_still_gets_the_turn_when_the_chat_socket_drops_mid_turn(
 
 @pytest.mark.parametrize(
     ("who", "code"),
-    [("chat-only user", consumers.CLOSE_FORBIDDEN), ("anonymous", consumers.CLOSE_UNAUTHENTICATED)],
+    [("chat-only user", protocol.CLOSE_FORBIDDEN), ("anonymous", protocol.CLOSE_UNAUTHENTICATED)],
 )
 async def test_viewer_without_view_permission_is_closed_and_gets_nothing(
     layer, chatter_cookie, django_user_model, who, code
 ):
     cookie = None
     if who == "chat-only user":  # may chat, may not browse sessions
-        await sync_to_async(_make_user)(django_user_model, "chat-only", "continue_conversation")
-        cookie = await sync_to_async(login_cookie)("chat-only")
+        await sync_to_async(_make_user)(django_user_model, "chat-only", CHAT_CODENAME)
+        cookie = await sync_to_async(cookie_header)("chat-only")
     session_id = unique("s-private")
     refused = _socket(f"/ws/sessions/{session_id}/", cookie)
     assert (await refused.connect(timeout=TIMEOUT))[0]  # accepted, then closed with a code
@@ -301,14 +301,14 @@ async def test_viewer_here_gets_events_of_a_chat_run_in_another_process(
     env = {
         **os.environ,
         "DATABASE_URL": database_url(django_settings.DATABASES["default"]),
-        "FORKVIEW_AGENT": "tests.dashboard.live_driver.offline_agent",
+        "FORKVIEW_AGENT": "tests.dashboard.chat.live_driver.offline_agent",
         "DJANGO_SETTINGS_MODULE": "dashboard.settings",
     }
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     driver = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.dashboard.live_driver",
+        "tests.dashboard.chat.live_driver",
         "chatter",
         session_id,
         json.dumps(messages),

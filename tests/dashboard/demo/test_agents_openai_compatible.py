@@ -20,7 +20,7 @@ from django.db import connections
 
 from conversations.session import DjangoSession
 from dashboard.agents import backend_label, get_agent
-from dashboard.chat_turns import run_turn
+from dashboard.chat.turns import run_turn
 
 
 def _chunk(delta: dict | None = None, finish: str | None = None, usage: dict | None = None):

@@ -35,7 +35,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections
 
-__all__ = ["TurnBusy", "lock_backend", "turn_guard"]
+__all__ = ["lock_backend", "turn_guard"]
 
 LEASE_MS = 30_000
 _RELEASE = """
@@ -46,10 +46,6 @@ _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
-
-
-class TurnBusy(Exception):
-    """Another turn is running on this branch."""
 
 
 def _digest(session_id: str, branch_id: str, using: str) -> bytes:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from dashboard.consumers import DeltaBatcher
+from dashboard.chat.batching import DeltaBatcher
 
 pytestmark = pytest.mark.asyncio
 

@@ -18,39 +18,40 @@ the turn's tokens. A model error, a timeout or a cancellation discards the buffe
 is exactly as before and the user can simply resend. A server crash mid-turn also loses
 only the unfinished turn.
 
-Concurrency: the caller holds :func:`dashboard.locks.turn_guard` for (session, branch) around
+Concurrency: the caller holds :func:`dashboard.chat.locks.turn_guard` for (session, branch) around
 :func:`run_turn`, so turns on one branch never interleave, across processes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent, Runner
+from agents import Agent, Runner, TResponseInputItem
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import resolve_session_limit
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db.models import Max
 
+from conversations.items import decode
 from conversations.models import MAIN_BRANCH, MessageStructure
 from conversations.session import DjangoSession
+from dashboard.agents import get_agent, run_config
 
-from .agents import get_agent, run_config
+from .protocol import TURN_COMPLETE, Message, group_name, protocol_event
 
 __all__ = [
-    "MAX_MESSAGE_BYTES",
+    "Emit",
     "TurnBuffer",
+    "TurnInput",
     "TurnOutcome",
     "TurnTimeout",
     "fork_branch",
-    "group_name",
     "notify",
     "run_turn",
     "turn_input",
@@ -58,23 +59,20 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 32 * 1024
-MAX_TOOL_OUTPUT_CHARS = 4000
-
-Emit = Callable[[dict[str, Any]], Awaitable[None]]
+#: Receives each protocol message of a turn as it happens.
+Emit = Callable[[Message], Awaitable[None]]
+#: What a turn sends the model: the user's text, or input items.
+TurnInput = str | list[TResponseInputItem]
 
 
 class TurnTimeout(Exception):
     """The model did not finish the turn in time (nothing was stored)."""
 
 
-def group_name(session_id: str) -> str:
-    """The Channels group of a session's viewers.
-
-    Group names allow only ASCII letters, digits, ``-``, ``_`` and ``.`` (< 100 chars), and a
-    session id is any string, so the name carries a hash of it.
-    """
-    return "forkview.session." + hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:40]
+def _copy(items: list[TResponseInputItem]) -> list[TResponseInputItem]:
+    """A JSON round trip: a copy the SDK cannot mutate, and unserialisable items fail now."""
+    copied: list[TResponseInputItem] = decode(json.dumps(items))
+    return copied
 
 
 # ---- The buffer session --------------------------------------------------------------------
@@ -92,11 +90,11 @@ class TurnBuffer(SessionABC):
         self.inner = inner
         self.session_id = inner.session_id
         self.session_settings = inner.session_settings
-        self.pending: list[Any] = []
+        self.pending: list[TResponseInputItem] = []
 
-    async def get_items(self, limit: int | None = None) -> list[Any]:
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         limit = resolve_session_limit(limit, self.session_settings)
-        pending = [json.loads(json.dumps(item)) for item in self.pending]
+        pending = _copy(self.pending)
         if limit is None or limit < 0:
             return [*(await self.inner.get_items(-1)), *pending]
         if limit == 0:
@@ -105,11 +103,10 @@ class TurnBuffer(SessionABC):
             return pending[-limit:]
         return [*(await self.inner.get_items(limit - len(pending))), *pending]
 
-    async def add_items(self, items: list[Any]) -> None:
-        # A JSON round trip: a copy the SDK cannot mutate, and unserialisable items fail now.
-        self.pending.extend(json.loads(json.dumps(items)))
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        self.pending.extend(_copy(items))
 
-    async def pop_item(self) -> Any:
+    async def pop_item(self) -> TResponseInputItem | None:
         if self.pending:
             return self.pending.pop()
         return await self.inner.pop_item()
@@ -141,9 +138,10 @@ class TurnOutcome:
     items_stored: int
     events: int = field(default=0, compare=False)
 
-    def message(self) -> dict[str, Any]:
+    def message(self) -> Message:
+        """The ``turn_complete`` message of this turn."""
         return {
-            "type": "turn_complete",
+            "type": TURN_COMPLETE,
             "session_id": self.session_id,
             "branch_id": self.branch_id,
             "turn": self.turn,
@@ -151,7 +149,7 @@ class TurnOutcome:
         }
 
 
-def turn_input(content: Any) -> str | list[dict[str, Any]]:
+def turn_input(content: Any) -> TurnInput:
     """Runner input for a user message's stored ``content`` (text, or a list of parts)."""
     if isinstance(content, str):
         return content
@@ -162,7 +160,7 @@ async def run_turn(
     *,
     session_id: str,
     branch_id: str = MAIN_BRANCH,
-    input: str | list[dict[str, Any]],
+    input: TurnInput,
     emit: Emit | None = None,
     agent: Agent[Any] | None = None,
     timeout: float | None = None,  # noqa: ASYNC109 - the turn owns its deadline
@@ -228,7 +226,7 @@ async def run_turn(
 
 @database_sync_to_async
 def _latest_turn(session_id: str, branch_id: str, using: str) -> int:
-    value = (
+    value: int | None = (
         MessageStructure.objects.using(using)
         .filter(session_id=session_id, branch_id=branch_id, message_type="user")
         .aggregate(turn=Max("branch_turn_number"))["turn"]
@@ -251,7 +249,7 @@ async def fork_branch(
     return new_branch, content
 
 
-async def notify(session_id: str, message: dict[str, Any]) -> None:
+async def notify(session_id: str, message: Message) -> None:
     """Send a protocol message to everyone watching the session (best effort)."""
     layer = get_channel_layer()
     if layer is None:
@@ -262,44 +260,3 @@ async def notify(session_id: str, message: dict[str, Any]) -> None:
         )
     except Exception:  # a notification must never fail the turn that was stored
         logger.warning("Could not notify viewers of %r", session_id, exc_info=True)
-
-
-# ---- Stream events -> protocol events ------------------------------------------------------
-
-
-def _get(raw: Any, key: str, default: Any = None) -> Any:
-    return raw.get(key, default) if isinstance(raw, dict) else getattr(raw, key, default)
-
-
-def protocol_event(event: Any) -> dict[str, Any] | None:
-    """The websocket message for one SDK stream event, or ``None`` to skip it."""
-    if event.type == "raw_response_event":
-        if getattr(event.data, "type", None) == "response.output_text.delta":
-            return {"type": "delta", "text": event.data.delta}
-        return None
-    if event.type != "run_item_stream_event":
-        return None
-    raw = event.item.raw_item
-    if event.name == "tool_called":
-        arguments = _get(raw, "arguments", None)
-        if arguments is None:
-            arguments = _get(raw, "action", None) or _get(raw, "input", "") or ""
-        return {
-            "type": "tool_call",
-            "call_id": _get(raw, "call_id") or _get(raw, "id"),
-            "name": _get(raw, "name") or _get(raw, "type", "tool"),
-            "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
-        }
-    if event.name == "tool_output":
-        output = getattr(event.item, "output", None)
-        text = output if isinstance(output, str) else json.dumps(output, default=str)
-        return {
-            "type": "tool_output",
-            "call_id": _get(raw, "call_id") or _get(raw, "id"),
-            "output": text[:MAX_TOOL_OUTPUT_CHARS],
-        }
-    if event.name == "message_output_created":
-        from agents import ItemHelpers
-
-        return {"type": "message", "text": ItemHelpers.text_message_output(event.item)}
-    return None

@@ -1,0 +1,159 @@
+"""The live chat's websocket protocol: its vocabulary, limits, and the SDK-event translation.
+
+Everything a client can rely on (``docs/websocket-protocol.md``) is named here once: message
+types, error texts, close codes, frame and text limits, the viewers' group name, and
+:func:`protocol_event`, which turns one SDK stream event into the message the client sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Final
+
+from agents import ItemHelpers, MessageOutputItem
+from agents.stream_events import StreamEvent
+
+__all__ = [
+    "BRANCH_CREATED",
+    "BUSY",
+    "CLOSE_BAD_REQUEST",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_UNAUTHENTICATED",
+    "DELTA",
+    "ERROR",
+    "ERR_BAD_JSON",
+    "ERR_BAD_TURN",
+    "ERR_BUSY",
+    "ERR_EMPTY",
+    "ERR_TOO_LARGE",
+    "ERR_UNKNOWN",
+    "FORK",
+    "MAX_FRAME_BYTES",
+    "MAX_ID_CHARS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_TOOL_OUTPUT_CHARS",
+    "MESSAGE",
+    "READY",
+    "REGENERATE",
+    "RETRY_HINT",
+    "TOOL_CALL",
+    "TOOL_OUTPUT",
+    "TURN_COMPLETE",
+    "USER_MESSAGE",
+    "Message",
+    "busy",
+    "error",
+    "group_name",
+    "protocol_event",
+]
+
+#: A protocol message: a JSON object with a ``type``.
+Message = dict[str, Any]
+
+# ---- Message types ---------------------------------------------------------------------------
+
+# Client -> server.
+USER_MESSAGE: Final = "user_message"
+FORK: Final = "fork"
+REGENERATE: Final = "regenerate"
+
+# Server -> client.
+READY: Final = "ready"
+BRANCH_CREATED: Final = "branch_created"
+DELTA: Final = "delta"
+TOOL_CALL: Final = "tool_call"
+TOOL_OUTPUT: Final = "tool_output"
+MESSAGE: Final = "message"
+TURN_COMPLETE: Final = "turn_complete"
+BUSY: Final = "busy"
+ERROR: Final = "error"
+
+# ---- Limits and close codes ------------------------------------------------------------------
+
+#: A user message's text, UTF-8 encoded.
+MAX_MESSAGE_BYTES: Final = 32 * 1024
+#: A whole incoming frame (JSON escaping can double a message's size); checked before parsing.
+MAX_FRAME_BYTES: Final = 2 * MAX_MESSAGE_BYTES
+#: A session id in the URL.
+MAX_ID_CHARS: Final = 1024
+#: A tool's output in a ``tool_output`` message.
+MAX_TOOL_OUTPUT_CHARS: Final = 4000
+
+# Refusals accept, then close with one of these, so browsers can read the reason.
+CLOSE_BAD_REQUEST: Final = 4400
+CLOSE_UNAUTHENTICATED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+
+# ---- Error texts -----------------------------------------------------------------------------
+
+ERR_EMPTY: Final = "Message is empty."
+ERR_TOO_LARGE: Final = f"Message is too large (max {MAX_MESSAGE_BYTES // 1024} KB)."
+ERR_BUSY: Final = "Another turn is already running on this branch; wait for it to finish."
+ERR_UNKNOWN: Final = "Unknown message type."
+ERR_BAD_JSON: Final = "Messages must be JSON objects."
+ERR_BAD_TURN: Final = "'turn' must be a positive integer."
+RETRY_HINT: Final = "Nothing was stored; send again to retry."
+
+
+def error(text: str) -> Message:
+    """An ``error`` message."""
+    return {"type": ERROR, "message": text}
+
+
+def busy() -> Message:
+    """The ``busy`` message."""
+    return {"type": BUSY, "message": ERR_BUSY}
+
+
+def group_name(session_id: str) -> str:
+    """The Channels group of a session's viewers.
+
+    Group names allow only ASCII letters, digits, ``-``, ``_`` and ``.`` (< 100 chars), and a
+    session id is any string, so the name carries a hash of it.
+    """
+    return "forkview.session." + hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:40]
+
+
+# ---- Stream events -> protocol messages --------------------------------------------------------
+
+
+def _get(raw: Any, key: str, default: Any = None) -> Any:
+    """``raw[key]`` of a dict item, ``raw.key`` of a model object."""
+    return raw.get(key, default) if isinstance(raw, dict) else getattr(raw, key, default)
+
+
+def _json_text(value: Any) -> str:
+    """A value as the protocol sends it: text as is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def protocol_event(event: StreamEvent) -> Message | None:
+    """The websocket message for one SDK stream event, or ``None`` to skip it."""
+    if event.type == "raw_response_event":
+        if event.data.type == "response.output_text.delta":
+            return {"type": DELTA, "text": event.data.delta}
+        return None
+    if event.type != "run_item_stream_event":
+        return None
+    raw = event.item.raw_item
+    if event.name == "tool_called":
+        arguments = _get(raw, "arguments", None)
+        if arguments is None:
+            arguments = _get(raw, "action", None) or _get(raw, "input", "") or ""
+        return {
+            "type": TOOL_CALL,
+            "call_id": _get(raw, "call_id") or _get(raw, "id"),
+            "name": _get(raw, "name") or _get(raw, "type", "tool"),
+            "arguments": _json_text(arguments),
+        }
+    if event.name == "tool_output":
+        output = getattr(event.item, "output", None)
+        return {
+            "type": TOOL_OUTPUT,
+            "call_id": _get(raw, "call_id") or _get(raw, "id"),
+            "output": _json_text(output)[:MAX_TOOL_OUTPUT_CHARS],
+        }
+    if event.name == "message_output_created" and isinstance(event.item, MessageOutputItem):
+        return {"type": MESSAGE, "text": ItemHelpers.text_message_output(event.item)}
+    return None

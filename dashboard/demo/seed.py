@@ -1,0 +1,584 @@
+"""The demo conversations ``manage.py seed_demo`` writes, the way real ones are written.
+
+Every short session is produced by the real ``agents.Runner`` driving real ``@function_tool``
+tools, with an offline ``ScriptedModel`` standing in for the LLM, and stored through
+``DjangoSession`` followed by ``store_run_usage``. Hosted-tool items (web/file search) are
+appended with ``add_items``, as a Responses-API run would record them. The long session
+(300+ turns) is appended in ``add_items`` batches for speed, each turn's usage stored with
+``store_usage``.
+
+Idempotent: a session that already exists is skipped (:func:`seed_sessions`).
+:func:`demo_reviewer` creates (or refreshes) the dev-only ``demo`` account that may browse,
+prefer and chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from agents import Agent, Runner, Tool, TResponseInputItem, function_tool, set_tracing_disabled
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+from agents.usage import Usage
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
+
+from conversations.models import AgentSession
+from conversations.permissions import APP_LABEL, CHAT_CODENAME, PREFER_CODENAME, VIEW_CODENAME
+from conversations.session import DjangoSession
+
+from .model import token_usage
+from .tools import evaluate, get_weather
+
+__all__ = [
+    "DEMO_USERNAME",
+    "LONG_SESSION_ID",
+    "LONG_SESSION_TURNS",
+    "SEEDS",
+    "demo_reviewer",
+    "seed_sessions",
+]
+
+DEMO_USERNAME = "demo"
+LONG_SESSION_ID = "demo/long-support-thread"
+LONG_SESSION_TURNS = 320
+
+
+# ---- Real tools (the scripted model calls them through the Runner) -----------------------
+
+
+# The live demo's safe evaluator (no eval), under the name the seeded conversations use.
+calculator = function_tool(evaluate, name_override="calculator")
+
+
+@function_tool
+def web_search(query: str, max_results: int = 3) -> str:
+    """Search the web (an offline stub returning canned results, as JSON)."""
+    slug = "-".join(query.lower().split())[:40]
+    # JSON text, not Python objects: the SDK would store their repr.
+    results = [
+        {
+            "title": f"{query.title()} — result {n}",
+            "url": f"https://example.org/{slug}/{n}",
+            "snippet": f"An overview of {query} (source {n}).",
+        }
+        for n in range(1, max_results + 1)
+    ]
+    return json.dumps(results, ensure_ascii=False)
+
+
+@function_tool
+def current_time(timezone: str = "UTC") -> str:
+    """The current time in a timezone (fixed clock for the demo)."""
+    return f"2026-11-21T14:05:00 {timezone}"
+
+
+@function_tool
+def lookup_order(order_id: str) -> str:
+    """Look up an order in the (fake) shop database (JSON)."""
+    order = {
+        "order_id": order_id,
+        "status": "shipped",
+        "carrier": "PostNord",
+        "items": [{"sku": "KB-87", "name": "Mechanical keyboard", "qty": 1}],
+        "eta": "2026-11-24",
+    }
+    return json.dumps(order)
+
+
+TOOLS: list[Tool] = [calculator, get_weather, web_search, current_time, lookup_order]
+
+
+def _as_items(items: Sequence[dict[str, Any]]) -> list[TResponseInputItem]:
+    """Hand-built items, in the shape the SDK stores them, as the SDK's input item type."""
+    # TResponseInputItem is a union of TypedDicts; these dicts are built to match one of them.
+    return cast("list[TResponseInputItem]", list(items))
+
+
+# ---- A tiny script language for turns ----------------------------------------------------
+
+
+@dataclass
+class Turn:
+    """One user turn: what the user says and what the model does, step by step."""
+
+    user: str
+    answer: str
+    calls: Sequence[tuple[str, dict[str, Any]]] = ()
+    reasoning: str | None = None
+    hosted: Sequence[dict[str, Any]] = ()  # hosted-tool items appended after the run
+    store_usage: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_ids = itertools.count(1)
+
+
+def _usage(prompt_chars: int, answer: str, *, reasoning: bool, calls: int) -> Usage:
+    n = next(_ids)
+    input_tokens = 180 + prompt_chars // 3 + 40 * calls + (n * 37) % 90
+    output_tokens = 20 + len(answer) // 4 + 25 * calls + (n * 13) % 40
+    return token_usage(
+        input_tokens,
+        output_tokens,
+        cached=(input_tokens // 2) if n % 3 == 0 else 0,
+        reasoning=32 + (n * 7) % 64 if reasoning else 0,
+    )
+
+
+def _steps(turn: Turn, history_chars: int) -> list[ModelStep]:
+    steps = []
+    first: list[Any] = []
+    if turn.reasoning:
+        first.append(
+            ResponseReasoningItem(
+                id=f"rs_{next(_ids)}",
+                type="reasoning",
+                summary=[Summary(text=turn.reasoning, type="summary_text")],
+            )
+        )
+    if turn.calls:
+        for name, args in turn.calls:
+            first.append(function_call(name, args, call_id=f"call_{next(_ids):05d}"))
+        steps.append(
+            ModelStep(
+                output=first,
+                usage=_usage(
+                    history_chars, "", reasoning=bool(turn.reasoning), calls=len(turn.calls)
+                ),
+            )
+        )
+        first = []
+    first.append(assistant_message(turn.answer, item_id=f"msg_{next(_ids):05d}"))
+    steps.append(
+        ModelStep(
+            output=first,
+            usage=_usage(history_chars, turn.answer, reasoning=bool(turn.reasoning), calls=0),
+        )
+    )
+    return steps
+
+
+async def _run_turns(session: DjangoSession, turns: Sequence[Turn]) -> None:
+    for turn in turns:
+        history = sum(len(json.dumps(i)) for i in await session.get_items(limit=20))
+        model = ScriptedModel(_steps(turn, history))
+        agent = Agent(name="Forkview demo assistant", model=model, tools=TOOLS)
+        result = await Runner.run(agent, turn.user, session=session)
+        if turn.hosted:
+            # Hosted tools run on OpenAI's side; their items arrive in the response as is.
+            await session.add_items(_as_items(turn.hosted))
+        if turn.store_usage:
+            await session.store_run_usage(result)
+
+
+def _web_search_call(query: str) -> dict[str, Any]:
+    return {
+        "id": f"ws_{next(_ids):05d}",
+        "type": "web_search_call",
+        "status": "completed",
+        "action": {"type": "search", "query": query},
+    }
+
+
+def _file_search_call(query: str, files: list[str]) -> dict[str, Any]:
+    return {
+        "id": f"fs_{next(_ids):05d}",
+        "type": "file_search_call",
+        "status": "completed",
+        "queries": [query],
+        "results": [
+            {
+                "file_id": f"file-{i}",
+                "filename": name,
+                "score": round(0.92 - i * 0.1, 2),
+                "text": f"Excerpt from {name} about {query}.",
+            }
+            for i, name in enumerate(files)
+        ],
+    }
+
+
+# ---- The demo conversations ----------------------------------------------------------------
+
+TRIP = [
+    Turn(
+        "I'm planning a long weekend in Lisbon. What's the weather like there right now?",
+        "It's **22 °C and sunny** in Lisbon, with 48% humidity — great walking weather.\n\n"
+        "Pack:\n- light layers for the evening breeze\n- comfortable shoes (the hills!)",
+        calls=[("get_weather", {"city": "Lisbon"})],
+        reasoning="User wants current Lisbon weather; call get_weather.",
+    ),
+    Turn(
+        "How does that compare with Oslo? I might go there instead.",
+        "Oslo is a different story: **3 °C with light snow** (81% humidity).\n\n"
+        "| City | Temp | Sky |\n|---|---|---|\n"
+        "| Lisbon | 22 °C | sunny |\n| Oslo | 3 °C | light snow |",
+        calls=[("get_weather", {"city": "Oslo"})],
+    ),
+    Turn(
+        "Ok, Lisbon it is. Find me a few things to do in Alfama.",
+        "Here are a few ideas for Alfama:\n\n1. Walk up to the *Miradouro de Santa Luzia*.\n"
+        "2. Ride tram 28 early in the morning.\n3. Catch a fado show in the evening.",
+        calls=[("web_search", {"query": "things to do in Alfama Lisbon", "max_results": 3})],
+        reasoning="Search for activities; summarise top three.",
+    ),
+    Turn(
+        "My budget is 640 euros for 3 nights. How much per night is that, if food is 35% of it?",
+        "Food takes 35% → **224 €**, leaving **416 €** for lodging, "
+        "i.e. about **138.67 € per night**.",
+        calls=[
+            ("calculator", {"expression": "640*0.35"}),
+            ("calculator", {"expression": "(640-640*0.35)/3"}),
+        ],
+    ),
+    Turn(
+        "What time is it in Lisbon now? I want to call a guesthouse.",
+        "It's 14:05 in Lisbon (same as UTC right now), so the guesthouse should be open.",
+        calls=[("current_time", {"timezone": "Europe/Lisbon"})],
+    ),
+    Turn(
+        "Thanks! Summarise the plan in three bullets.",
+        "- **Where:** Lisbon, Alfama base, 3 nights\n"
+        "- **Budget:** ~139 €/night lodging, 224 € food\n"
+        "- **Do:** Santa Luzia viewpoint, tram 28, an evening of fado",
+    ),
+]
+
+TRIP_BRANCH_TOKYO = [
+    Turn(
+        "Actually, let's look at Tokyo instead of Lisbon. Weather?",
+        "Tokyo is **16 °C and overcast**, 62% humidity. Bring a light jacket.",
+        calls=[("get_weather", {"city": "Tokyo"})],
+        reasoning="Switch destination to Tokyo; fetch weather.",
+    ),
+    Turn(
+        "Find a few things to do in Asakusa.",
+        "In Asakusa:\n\n1. Senso-ji temple at dawn\n2. Nakamise-dori snacks\n"
+        "3. A Sumida river cruise",
+        calls=[("web_search", {"query": "things to do in Asakusa", "max_results": 3})],
+        hosted=[_web_search_call("Asakusa opening hours Senso-ji")],
+    ),
+]
+
+TRIP_BRANCH_BUDGET = [
+    Turn(
+        "My budget is 900 euros for 4 nights, food 30%. Per night?",
+        "Food is **270 €**; the remaining **630 €** gives **157.50 € per night**.",
+        calls=[
+            ("calculator", {"expression": "900*0.30"}),
+            ("calculator", {"expression": "(900-270)/4"}),
+        ],
+        reasoning="Recompute with the new budget.",
+    ),
+    Turn(
+        "Great, summarise.",
+        "- 4 nights in Lisbon\n- ~157.50 €/night lodging\n- 270 € for food",
+    ),
+]
+
+TRIP_BRANCH_OF_BRANCH = [
+    Turn(
+        "Skip Asakusa — what about a day trip to Nikko?",
+        "A Nikko day trip works well: ~2 h from Asakusa by Tobu limited express. "
+        "See Toshogu shrine and Kegon falls.",
+        calls=[("web_search", {"query": "Nikko day trip from Tokyo", "max_results": 2})],
+    ),
+]
+
+SUPPORT = [
+    Turn(
+        "Hi, my order #A-10442 hasn't arrived. Can you check?",
+        "Order **A-10442** shipped with PostNord and should arrive by **24 Nov**. "
+        "It contains 1 × Mechanical keyboard.",
+        calls=[("lookup_order", {"order_id": "A-10442"})],
+        reasoning="Look the order up before answering.",
+    ),
+    Turn(
+        "What does your returns policy say about opened keyboards?",
+        "Per the returns policy, opened keyboards can be returned within **30 days** if all "
+        "keycaps are included; a 10% restocking fee applies.",
+        hosted=[
+            _file_search_call("returns policy opened keyboards", ["returns-policy.pdf", "faq.md"])
+        ],
+    ),
+    Turn(
+        "OK, and if I return it, how much do I get back on 129.90?",
+        "With the 10% restocking fee you'd get **116.91** back.",
+        calls=[("calculator", {"expression": "129.90*0.9"})],
+    ),
+]
+
+SUPPORT_BRANCH = [
+    Turn(
+        "Can I exchange it for the tenkeyless model instead?",
+        "Yes — exchanges are free within 30 days. I've noted the TKL model (KB-87-TKL) for you.",
+        reasoning="Exchange is cheaper for the customer than a return.",
+    ),
+]
+
+RESEARCH = [
+    Turn(
+        "Give me a quick overview of retrieval-augmented generation.",
+        "**Retrieval-augmented generation (RAG)** pairs a retriever with a generator:\n\n"
+        "1. embed the query\n2. fetch the top-k passages\n3. condition the LLM on them\n\n"
+        "```python\nhits = index.search(embed(query), k=5)\nanswer = llm(prompt(query, hits))\n```",
+        calls=[
+            ("web_search", {"query": "retrieval augmented generation overview", "max_results": 3})
+        ],
+        hosted=[_web_search_call("RAG survey 2025")],
+        reasoning="Search, then give a compact explanation with a code sketch.",
+    ),
+    Turn(
+        "What chunk size should I use?",
+        "Start with **300–500 tokens** and 10–20% overlap, then tune on your eval set.",
+        hosted=[_file_search_call("chunk size recommendations", ["rag-notes.md"])],
+    ),
+    Turn(
+        "And how many tokens is 12 chunks of 450 with 15% overlap?",
+        "12 × 450 = 5,400 tokens, of which ~810 are overlap.",
+        calls=[
+            ("calculator", {"expression": "12*450"}),
+            ("calculator", {"expression": "12*450*0.15"}),
+        ],
+    ),
+]
+
+RESEARCH_BRANCH = [
+    Turn(
+        "What chunk size should I use for code, not prose?",
+        "For code, chunk by **function or class** rather than a fixed size; cap at ~800 tokens.",
+        reasoning="Code has natural boundaries.",
+    ),
+    Turn(
+        "Thanks.",
+        "You're welcome — happy indexing!",
+    ),
+]
+
+WEATHER_CHAT = [
+    Turn(
+        "Is it going to rain in São Paulo?",
+        "São Paulo: **27 °C, thunderstorms**, humidity 88%. Yes — take an umbrella. ☔",
+        calls=[("get_weather", {"city": "São Paulo"})],
+    ),
+    Turn(
+        "And Nairobi, in fahrenheit?",
+        "Nairobi is about **75 °F**, partly cloudy.",
+        calls=[("get_weather", {"city": "Nairobi", "unit": "fahrenheit"})],
+    ),
+    Turn("Which is warmer?", "São Paulo (27 °C ≈ 81 °F) is warmer than Nairobi (≈ 75 °F)."),
+]
+
+MATH = [
+    Turn(
+        "What's 17% of 2,340?",
+        "17% of 2,340 is **397.8**.",
+        calls=[("calculator", {"expression": "2340*0.17"})],
+    ),
+    Turn(
+        "Compound 1000 at 4% for 10 years?",
+        "1000 × 1.04¹⁰ ≈ **1480.24**.",
+        calls=[
+            ("calculator", {"expression": "1000*1.04*1.04*1.04*1.04*1.04*1.04*1.04*1.04*1.04*1.04"})
+        ],
+        reasoning="Multiply out the power since the calculator has no exponent.",
+        store_usage=False,
+    ),
+    Turn("And at 5%?", "1000 × 1.05¹⁰ ≈ **1628.89**.", store_usage=False),
+    Turn("Thanks, that's all.", "Anytime!"),
+]
+
+MATH_BRANCH = [
+    Turn(
+        "Compound 1000 at 4% for 20 years instead?",
+        "Roughly **2191.12**.",
+        calls=[("calculator", {"expression": "1000*2.1911231"})],
+    ),
+]
+
+
+async def _seed_trip() -> None:
+    sid = "demo/trip-planning"
+    s = DjangoSession(session_id=sid)
+    await _run_turns(s, TRIP)
+    # Branch 1: from turn 3, try Tokyo instead.
+    await s.create_branch_from_turn(3, "tokyo-instead")
+    await _run_turns(s, TRIP_BRANCH_TOKYO)
+    # A branch of that branch: from its 4th turn (Asakusa), go to Nikko.
+    await s.create_branch_from_turn(4, "tokyo/nikko-day-trip")
+    await _run_turns(s, TRIP_BRANCH_OF_BRANCH)
+    # Branch 2 from main at turn 4: a bigger budget.
+    await s.switch_to_branch("main")
+    await s.create_branch_from_turn(4, "bigger budget")
+    await _run_turns(s, TRIP_BRANCH_BUDGET)
+
+
+async def _seed_support() -> None:
+    s = DjangoSession(session_id="demo/support order A-10442")
+    await _run_turns(s, SUPPORT)
+    await s.create_branch_from_turn(2, "exchange")
+    await _run_turns(s, SUPPORT_BRANCH)
+
+
+async def _seed_research() -> None:
+    s = DjangoSession(session_id="demo/research-rag")
+    await _run_turns(s, RESEARCH)
+    await s.create_branch_from_turn(2, "code-chunks")
+    await _run_turns(s, RESEARCH_BRANCH)
+    await s.switch_to_branch("main")
+    await s.create_branch_from_turn(3, "what-if-600")
+    await _run_turns(
+        s,
+        [
+            Turn(
+                "And 12 chunks of 600 with 10% overlap?",
+                "7,200 tokens, ~720 of overlap.",
+                calls=[("calculator", {"expression": "12*600"})],
+            )
+        ],
+    )
+
+
+async def _seed_weather() -> None:
+    await _run_turns(DjangoSession(session_id="demo/weather-café ☕"), WEATHER_CHAT)
+
+
+async def _seed_math() -> None:
+    s = DjangoSession(session_id="demo/math-homework")
+    await _run_turns(s, MATH)  # turns 2 and 3 deliberately have no usage row
+    await s.create_branch_from_turn(2, "twenty-years")
+    await _run_turns(s, MATH_BRANCH)
+
+
+_TOPICS = ["invoice", "password reset", "shipping delay", "refund", "API quota", "2FA", "export"]
+
+
+def _long_turn_items(n: int) -> tuple[list[dict[str, Any]], int, int]:
+    """Items for turn ``n`` of the long session: user, maybe a tool round trip, an answer."""
+    topic = _TOPICS[n % len(_TOPICS)]
+    items: list[dict[str, Any]] = [
+        {"role": "user", "content": f"Turn {n}: question about {topic}?"}
+    ]
+    if n % 4 == 0:
+        call_id = f"call_long_{n}"
+        items.append(
+            {
+                "type": "function_call",
+                "name": "lookup_order",
+                "call_id": call_id,
+                "arguments": json.dumps({"order_id": f"L-{n:04d}"}),
+                "id": f"fc_long_{n}",
+                "status": "completed",
+            }
+        )
+        items.append(
+            {
+                "type": "function_call_output",
+                "call_id": call_id,
+                "output": json.dumps({"order_id": f"L-{n:04d}", "status": "delivered"}),
+            }
+        )
+    if n % 10 == 0:
+        items.append(
+            {
+                "type": "reasoning",
+                "id": f"rs_long_{n}",
+                "summary": [{"type": "summary_text", "text": f"Check the {topic} runbook."}],
+            }
+        )
+    items.append(
+        {
+            "type": "message",
+            "role": "assistant",
+            "status": "completed",
+            "id": f"msg_long_{n}",
+            "content": [
+                {
+                    "type": "output_text",
+                    "annotations": [],
+                    "text": f"Here is what I found about **{topic}** (step {n}).",
+                }
+            ],
+        }
+    )
+    input_tokens = 400 + 35 * n + int(200 * abs(math.sin(n)))  # context grows with the thread
+    output_tokens = 60 + (n * 17) % 140
+    return items, input_tokens, output_tokens
+
+
+async def _seed_long() -> None:
+    s = DjangoSession(session_id=LONG_SESSION_ID)
+    # A few real runs first, then the bulk appended turn by turn (one add_items + one usage each).
+    await _run_turns(s, [Turn("Hello, I have a lot of questions today.", "Sure — ask away!")])
+    for n in range(2, LONG_SESSION_TURNS + 1):
+        items, input_tokens, output_tokens = _long_turn_items(n)
+        await s.add_items(_as_items(items))
+        usage = token_usage(
+            input_tokens, output_tokens, cached=input_tokens // 2, requests=1 + (n % 4 == 0)
+        )
+        await s.store_usage(usage)
+    await s.create_branch_from_turn(300, "retry-from-300")
+    await _run_turns(
+        s, [Turn("Turn 300 again: can you escalate this instead?", "Escalated to tier 2.")]
+    )
+
+
+SEEDS = {
+    "demo/trip-planning": _seed_trip,
+    "demo/support order A-10442": _seed_support,
+    "demo/research-rag": _seed_research,
+    "demo/weather-café ☕": _seed_weather,
+    "demo/math-homework": _seed_math,
+    LONG_SESSION_ID: _seed_long,
+}
+
+
+async def _seed_missing() -> list[str]:
+    rows = AgentSession.objects.filter(session_id__in=list(SEEDS)).values_list(
+        "session_id", flat=True
+    )
+    existing = {sid async for sid in rows}
+    created = []
+    for sid, seed in SEEDS.items():
+        if sid in existing:
+            continue
+        await seed()
+        created.append(sid)
+    return created
+
+
+def seed_sessions() -> list[str]:
+    """Write every demo session that does not exist yet; return the ids written."""
+    set_tracing_disabled(True)  # scripted runs: nothing to trace
+    return asyncio.run(_seed_missing())
+
+
+def demo_reviewer() -> tuple[str, str | None]:
+    """Create the dev-only ``demo`` reviewer, or refresh its permissions if it exists.
+
+    Returns:
+        (username, its new password), or (username, ``None``) when it existed (its password
+        is left as it was).
+    """
+    user_model = get_user_model()
+    # Browse every session, mark preferred branches, continue any branch in the live chat.
+    permissions = Permission.objects.filter(
+        content_type__app_label=APP_LABEL,
+        codename__in=(VIEW_CODENAME, CHAT_CODENAME, PREFER_CODENAME),
+    )
+    user = user_model.objects.filter(username=DEMO_USERNAME).first()
+    if user is not None:
+        user.user_permissions.add(*permissions)
+        return DEMO_USERNAME, None
+    password = secrets.token_urlsafe(12)
+    user = user_model.objects.create_user(username=DEMO_USERNAME, password=password)
+    user.user_permissions.add(*permissions)
+    return DEMO_USERNAME, password
