@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-import environ
+import environ  # type: ignore[import-untyped]  # django-environ ships no type information
 from django.core.management.utils import get_random_secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -105,7 +106,7 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
-def _tune_database(alias: str, config: dict) -> dict:
+def _tune_database(alias: str, config: dict[str, Any]) -> dict[str, Any]:
     """Concurrency settings every Forkview database gets.
 
     SQLite: WAL (readers never block the writer, as the SDK configures it), a busy timeout,

@@ -185,7 +185,7 @@ def test_every_sdk_table_write_comes_from_the_write_module():
             await session.pop_item()
             await session.switch_to_branch("main")
             await session.delete_branch("alt")
-            await session.create_branch_from_turn(1, "keep")
+            await session.create_branch_from_turn(2, "keep")
             await session.switch_to_branch("main")
 
         async_to_sync(adapter)()
