@@ -231,6 +231,7 @@ async def test_empty_oversized_and_malformed_messages_get_clear_errors(chatter, 
         ({"type": "user_message", "text": "x" * (32 * 1024 + 1)}, protocol.ERR_TOO_LARGE),
         ({"type": "user_message", "text": "é" * (16 * 1024 + 1)}, protocol.ERR_TOO_LARGE),
         ({"type": "dance"}, protocol.ERR_UNKNOWN),
+        ({"type": ["user_message"]}, protocol.ERR_UNKNOWN),  # unhashable: once a TypeError
         ({"type": "fork", "turn": "2", "text": "x"}, protocol.ERR_BAD_TURN),
         ({"type": "regenerate", "turn": 0}, protocol.ERR_BAD_TURN),
     ]
