@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from conversations.models import AgentMessage, MessageStructure
 from tests.browser.test_review_browser import _login_cookie
-from tests.dashboard.review.builders import trip_session
+from tests.support.builders import trip_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -18,8 +18,8 @@ from channels.testing import ChannelsLiveServerTestCase
 from django.contrib.auth.models import Permission
 
 from dashboard.templatetags.forkview import tokens
-from tests.dashboard.review.builders import Writer, turn_items
 from tests.support.auth import browser_login
+from tests.support.builders import Writer, turn_items
 
 SHOTS = Path("/tmp/shots")
 TIMEOUT = 15_000

@@ -10,9 +10,9 @@ import pytest
 
 from dashboard.links import compare_url, session_url
 from tests.conftest import grant
-from tests.dashboard.review.builders import Writer, trip_session
-from tests.dashboard.review.hostile import hostile_turns
 from tests.support.auth import browser_login
+from tests.support.builders import Writer, trip_session
+from tests.support.hostile import hostile_turns
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

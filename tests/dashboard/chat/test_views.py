@@ -9,7 +9,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from conversations.permissions import APP_LABEL, CHAT_CODENAME, VIEW_CODENAME
-from tests.dashboard.review.builders import Writer, turn_items
+from tests.support.builders import Writer, turn_items
 
 pytestmark = pytest.mark.django_db
 

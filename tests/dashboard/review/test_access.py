@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 from django.urls import reverse
 
-from tests.dashboard.review.builders import Writer, turn_items
+from tests.support.builders import Writer, turn_items
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from conversations.models import AgentSession
 from dashboard.links import compare_url, session_url, turns_url, usage_url
 from dashboard.review import selectors
 from dashboard.review.selectors import BranchNotFound, ReviewError, SessionNotFound
-from tests.dashboard.review.builders import trip_session
+from tests.support.builders import trip_session
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from dashboard.links import compare_url, session_url, usage_url
 from dashboard.templatetags.forkview import render_markdown
-from tests.dashboard.review.builders import Writer
-from tests.dashboard.review.hostile import XSS, hostile_turns
+from tests.support.builders import Writer
+from tests.support.hostile import XSS, hostile_turns
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ from conversations import services
 from conversations.models import PreferredBranch
 from dashboard.links import session_url
 from tests.conftest import grant
-from tests.dashboard.review.builders import trip_session
+from tests.support.builders import trip_session
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dashboard.links import compare_url, session_url, usage_url
-from tests.dashboard.review.builders import Writer, turn_items
+from tests.support.builders import Writer, turn_items
 
 pytestmark = pytest.mark.django_db
 

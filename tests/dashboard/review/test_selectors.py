@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dashboard.review import selectors
-from tests.dashboard.review.builders import Writer, trip_session, turn_items
+from tests.support.builders import Writer, trip_session, turn_items
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from dashboard.links import compare_url, session_url, usage_url
-from tests.dashboard.review.builders import Writer, trip_session, turn_items
+from tests.support.builders import Writer, trip_session, turn_items
 
 pytestmark = pytest.mark.django_db
 

@@ -85,3 +85,41 @@ def hostile_turns() -> list[list[dict[str, Any]]]:
         ]
     )
     return turns
+
+
+# ---- Text that is not valid UTF-8 once stored, and ids that fight the URL routes -------------
+# (issue 12). Every entry point must reject these with a clear error or store them and render
+# them visibly replaced (U+FFFD); every page must render 200 when such rows already exist.
+
+LONE_SURROGATE = "\ud800 hi"
+BAD_TEXT = [
+    LONE_SURROGATE,
+    "tail surrogate \udfff",
+    "NUL \x00 inside",
+    "bell \x07 escape \x1b[31m red \x1b[0m",
+    "C1 \x85 \x9b controls",
+    "noncharacter \uffff \ufffe",
+]
+ROUTE_SUFFIXES = [
+    "/chat",
+    "/compare",
+    "/usage.json",
+    "/turns",
+    "/prefer",
+    "/export/json",
+    "/export/jsonl",
+    "/export/md",
+]
+HOSTILE_IDS = [
+    "line\nbreak",
+    "tab\tand\rcr",
+    "bell\x07",
+    "trailing/",
+    "slash/inside",
+    "percent%2Fencoded",
+    "question?mark=1",
+    "hash#frag",
+    "dot/../dot",
+    " spaced ",
+    *[f"ends{suffix}" for suffix in ROUTE_SUFFIXES],
+]
