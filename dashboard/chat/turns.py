@@ -43,6 +43,7 @@ from conversations.models import MAIN_BRANCH, MessageStructure
 from conversations.session import DjangoSession
 from dashboard.agents import get_agent, run_config
 
+from .context import ChatContext
 from .protocol import TURN_COMPLETE, Message, group_name, protocol_event
 
 __all__ = [
@@ -166,6 +167,7 @@ async def run_turn(
     timeout: float | None = None,  # noqa: ASYNC109 - the turn owns its deadline
     using: str = "default",
     notify_viewers: bool = True,
+    context: ChatContext | None = None,
 ) -> TurnOutcome:
     """Run one streamed turn on (session, branch), store it whole, return its outcome.
 
@@ -179,6 +181,8 @@ async def run_turn(
         timeout: Seconds for the whole turn; ``None`` waits forever.
         using: The database alias.
         notify_viewers: Send ``turn_complete`` to the session's group afterwards.
+        context: The SDK run context (who is acting); tools read it from their
+            ``RunContextWrapper``.
 
     Raises:
         TurnTimeout: The turn took longer than ``timeout`` (nothing stored).
@@ -187,7 +191,9 @@ async def run_turn(
     agent = agent if agent is not None else get_agent()
     session = DjangoSession(session_id=session_id, branch_id=branch_id, using=using)
     buffer = TurnBuffer(session)
-    result = Runner.run_streamed(agent, input, session=buffer, run_config=run_config(agent))
+    result = Runner.run_streamed(
+        agent, input, session=buffer, run_config=run_config(agent), context=context
+    )
     sent = 0
     try:
         async with asyncio.timeout(timeout):
