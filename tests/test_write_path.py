@@ -22,7 +22,7 @@ from conversations import services
 from conversations.exchange import tree_export, tree_import
 from conversations.models import AgentMessage, MessageStructure, TurnUsage
 from conversations.session import DjangoSession
-from tests.conversations.sdk_harness import assistant, user
+from tests.support.sdk_harness import assistant, user
 
 REPO = Path(__file__).resolve().parent.parent
 WRITE_MODULE = REPO / "conversations" / "writes.py"

@@ -15,8 +15,7 @@ from agents.extensions.memory import AdvancedSQLiteSession
 from agents.extensions.memory.advanced_sqlite_session import _content_preview
 
 from conversations import classify
-
-from .sdk_harness import OTHER_ITEMS, TOOL_ITEMS, assistant, reasoning, user
+from tests.support.sdk_harness import OTHER_ITEMS, TOOL_ITEMS, assistant, reasoning, user
 
 TOOL_TYPES = [
     "function_call",

@@ -14,8 +14,8 @@ from conversations.models import (
     TurnUsage,
 )
 from conversations.session import DjangoSession
-from tests.conversations.admin.admin_data import call, tree_session
-from tests.conversations.sdk_harness import TOOL_ITEMS, assistant, function_call, user
+from tests.support.sdk_harness import TOOL_ITEMS, assistant, function_call, user
+from tests.support.trees import call, tree_session
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,9 @@ from conversations import services
 from conversations.admin.display import PREVIEW_LENGTH, item_preview
 from conversations.models import AgentMessage, MessageStructure, TurnUsage
 from conversations.session import DjangoSession
-from tests.conversations.admin.admin_data import call, tree_session
 from tests.conversations.admin.pages import change_url, edit, message
-from tests.conversations.sdk_harness import assistant, user
+from tests.support.sdk_harness import assistant, user
+from tests.support.trees import call, tree_session
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from conversations.models import (
     MessageStructure,
     TurnUsage,
 )
-from tests.conversations.admin.admin_data import call, tree_session
 from tests.conversations.admin.pages import change_url, edit, message, staff_with
-from tests.conversations.sdk_harness import assistant, user
+from tests.support.sdk_harness import assistant, user
+from tests.support.trees import call, tree_session
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from conversations import services
 from conversations.models import TurnUsage
-from tests.conversations.admin.admin_data import tree_session
 from tests.conversations.admin.pages import change_url
+from tests.support.trees import tree_session
 
 pytestmark = pytest.mark.django_db
 

@@ -24,8 +24,7 @@ from conversations.models import (
     TurnUsage,
 )
 from conversations.session import DjangoSession
-from tests.conversations.admin.admin_data import call
-from tests.conversations.sdk_harness import (
+from tests.support.sdk_harness import (
     OTHER_ITEMS,
     TOOL_ITEMS,
     assistant,
@@ -35,6 +34,7 @@ from tests.conversations.sdk_harness import (
     usage,
     user,
 )
+from tests.support.trees import call
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from conversations.exchange import export_text, jsonl_export, markdown_export
 from conversations.session import DjangoSession
-from tests.conversations.admin.admin_data import call, tree_session
-from tests.conversations.sdk_harness import user
+from tests.support.sdk_harness import user
+from tests.support.trees import call, tree_session
 
 pytestmark = pytest.mark.django_db
 

@@ -31,8 +31,8 @@ from conversations.session import DjangoSession
 from dashboard.asgi import application
 from dashboard.chat import consumers, protocol
 from dashboard.demo.model import OfflineModel
-from tests.conversations.test_session_multiprocess import database_url
 from tests.support.auth import cookie_header
+from tests.support.databases import database_url
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from agents.extensions.memory import AdvancedSQLiteSession
 
-from .interop_driver import run_script, without_timestamps
+from tests.support.interop_driver import run_script, without_timestamps
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SDK_TABLES = [
     "agent_sessions",
     "agent_messages",
@@ -69,7 +69,7 @@ def manage_migrate(db_path: Path) -> subprocess.CompletedProcess[str]:
 def run_django(db_path: Path, ops: list[list[Any]]) -> list[Any]:
     """Run ``ops`` through ``DjangoSession`` in a child process bound to ``db_path``."""
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.conversations.interop_driver"],
+        [sys.executable, "-m", "tests.support.interop_driver"],
         cwd=REPO,
         env=_child_env(db_path),
         input=json.dumps({"backend": "django", "ops": ops}),

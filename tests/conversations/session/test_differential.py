@@ -1,6 +1,6 @@
 """``DjangoSession`` against the SDK's ``AdvancedSQLiteSession``, operation by operation.
 
-Every test drives a :class:`~tests.conversations.sdk_harness.Pair`: each call runs on the SDK
+Every test drives a :class:`~tests.support.sdk_harness.Pair`: each call runs on the SDK
 session (its own SQLite file, the oracle) and on ``DjangoSession`` (the test database), and
 the outcomes (return value, or exception type and message) must be equal. ``check_state``
 then compares every reader on every branch.
@@ -18,8 +18,7 @@ from agents.extensions.memory import AdvancedSQLiteSession
 from django.db import connection
 
 from conversations.session import DjangoSession
-
-from .sdk_harness import (
+from tests.support.sdk_harness import (
     OTHER_ITEMS,
     TOOL_ITEMS,
     Both,

@@ -20,8 +20,7 @@ from conversations.models import (
     MessageStructure,
     TurnUsage,
 )
-
-from .sdk_harness import (
+from tests.support.sdk_harness import (
     Pair,
     assistant,
     function_call,

@@ -19,8 +19,14 @@ from django.test.utils import CaptureQueriesContext
 from conversations.models import SessionClearGeneration
 from conversations.session import DjangoSession
 from conversations.sql import statements
-
-from .sdk_harness import assistant, function_call, function_output, run_result, usage, user
+from tests.support.sdk_harness import (
+    assistant,
+    function_call,
+    function_output,
+    run_result,
+    usage,
+    user,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 

@@ -3,7 +3,7 @@
 Used by the interop tests: ``DjangoSession`` is bound to Django's configured database, so the
 Django side runs in a child process whose ``DATABASE_URL`` names the SQLite file under test::
 
-    DATABASE_URL=sqlite:////tmp/x.sqlite3 python -m tests.conversations.interop_driver < script.json
+    DATABASE_URL=sqlite:////tmp/x.sqlite3 python -m tests.support.interop_driver < script.json
 
 A script is ``{"backend": "django" | "sdk", "db_path": ..., "create_tables": bool,
 "ops": [[session_id, method, args, kwargs], ...]}``. One instance per ``session_id`` is kept

@@ -1,6 +1,6 @@
 """One writer process for the multi-process session tests.
 
-Run as ``python -m tests.conversations.mp_worker WORKER BATCHES SESSION_ID`` with
+Run as ``python -m tests.support.mp_worker WORKER BATCHES SESSION_ID`` with
 ``DATABASE_URL`` pointing at the test database. The worker sets Django up, opens its
 connection, prints ``ready`` and waits for a line on stdin (a start barrier, so all writers
 start together), then writes ``BATCHES`` batches to ``main`` and, now and then, branches.

@@ -7,7 +7,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 
 from conversations.session import DjangoSession
-from tests.conversations.sdk_harness import (
+from tests.support.sdk_harness import (
     assistant,
     function_call,
     function_output,

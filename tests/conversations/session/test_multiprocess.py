@@ -17,38 +17,20 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from django.db import connection
 
 from conversations.models import AgentMessage, BranchReservation, MessageStructure
+from tests.support.databases import database_url
+from tests.support.mp_worker import batch_items
 
-from .mp_worker import batch_items
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WORKERS = 4
 BATCHES = 100
 WORKER_TIMEOUT = 300
 
 Row = tuple[str, int, int | None, int | None, str, int, Any]  # see structure_rows()
-
-
-def database_url(settings: dict[str, Any]) -> str:
-    """A DATABASE_URL for the database this test actually uses (pytest-django's test DB)."""
-    name = str(settings["NAME"])
-    if settings["ENGINE"] == "django.db.backends.sqlite3":
-        if name == ":memory:" or name.startswith("file:"):
-            pytest.skip("multi-process tests need a file or server database")
-        return f"sqlite:///{Path(name).resolve()}"
-    if settings["ENGINE"] == "django.db.backends.postgresql":
-        user = quote(settings.get("USER") or "", safe="")
-        password = quote(settings.get("PASSWORD") or "", safe="")
-        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = settings.get("HOST") or "localhost"
-        port = f":{settings['PORT']}" if settings.get("PORT") else ""
-        return f"postgres://{auth}{host}{port}/{quote(name, safe='')}"
-    pytest.skip(f"unsupported engine {settings['ENGINE']}")
 
 
 def run_workers(url: str, plan: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
@@ -62,7 +44,7 @@ def run_workers(url: str, plan: list[tuple[str, int, int]]) -> list[dict[str, An
     try:
         for session_id, worker, batches in plan:
             stderr = tempfile.TemporaryFile(mode="w+")
-            command = [sys.executable, "-m", "tests.conversations.mp_worker"]
+            command = [sys.executable, "-m", "tests.support.mp_worker"]
             proc = subprocess.Popen(
                 [*command, str(worker), str(batches), session_id],
                 cwd=REPO,

@@ -1,0 +1,1 @@
+"""Tests of conversations/session.py: DjangoSession against the SDK."""
