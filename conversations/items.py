@@ -13,6 +13,11 @@ The rules:
 - **Stored JSON**: decoded with orjson's fast path and the standard library's rules (orjson
   refuses NaN, lone surrogates, huge integers and very deep nesting; ``json`` decides those),
   so every reader skips exactly the rows the SDK skips.
+- **Display** (:func:`display_text`, :func:`display_value`): text that reaches a page, a JSON
+  response or a download may hold what a database written by another program can hold: lone
+  surrogates (text that cannot be encoded as UTF-8, e.g. from a JSON ``"\\ud800"`` escape),
+  NUL and other control characters. Each such character is shown as U+FFFD (the replacement
+  character); tab, newline and carriage return stay. Stored rows are never changed.
 - **Timestamps**: the SDK's ``created_at`` is UTC text ``YYYY-MM-DD HH:MM:SS`` (a datetime on
   PostgreSQL); exports write ISO 8601 in UTC.
 """
@@ -20,6 +25,7 @@ The rules:
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,11 +35,15 @@ from django.utils.dateparse import parse_datetime
 from .fields import RawJSON, UndecodableJSON
 
 __all__ = [
+    "DISPLAY_DEPTH",
     "PART_JOINER",
+    "REPLACEMENT",
     "DecodeError",
     "content_text",
     "decode",
     "decode_or_none",
+    "display_text",
+    "display_value",
     "dumps_pretty",
     "is_undecodable",
     "item_preview",
@@ -50,6 +60,53 @@ PART_JOINER = "\n\n"
 
 #: What ``decode`` raises for text that is not JSON (or nests too deep to decode).
 DecodeError = (json.JSONDecodeError, TypeError, RecursionError)
+
+
+# ---- Display ----------------------------------------------------------------------------------
+
+#: What an undisplayable character is shown as.
+REPLACEMENT = "\ufffd"
+
+# Lone surrogates (not encodable as UTF-8), C0 controls but tab / newline / carriage return,
+# DEL and the C1 controls.
+_UNDISPLAYABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def display_text(text: str) -> str:
+    """``text`` safe to render, serialise and encode as UTF-8: every lone surrogate, NUL and
+    control character (but tab, newline, carriage return) replaced by U+FFFD; never raises.
+
+    Text without such characters is returned unchanged (the same object).
+    """
+    if _UNDISPLAYABLE.search(text) is None:
+        return text
+    return _UNDISPLAYABLE.sub(REPLACEMENT, text)
+
+
+#: How deep :func:`display_value` walks a value before showing the rest as JSON text.
+DISPLAY_DEPTH = 200
+
+
+def display_value(value: Any) -> Any:
+    """A decoded JSON value with :func:`display_text` applied to every string in it (keys
+    too); never raises. Past :data:`DISPLAY_DEPTH` levels of nesting the rest is returned as
+    its (displayable) JSON text."""
+    return _display_value(value, 0)
+
+
+def _display_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return display_text(value)
+    if isinstance(value, dict | list | tuple) and depth >= DISPLAY_DEPTH:
+        try:
+            return display_text(json.dumps(value, ensure_ascii=False))
+        except (TypeError, ValueError, RecursionError):
+            return REPLACEMENT
+    if isinstance(value, dict):
+        return {display_text(str(k)): _display_value(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_display_value(v, depth + 1) for v in value]
+    return value
 
 
 # ---- Text -------------------------------------------------------------------------------------
