@@ -10,7 +10,7 @@ from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from conversations.models import AgentMessage, MessageStructure
-from tests.browser.test_review_browser import _login_cookie
+from tests.support.auth import browser_login
 from tests.support.builders import trip_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -20,9 +20,8 @@ SHOTS = Path("/tmp/shots")
 
 def test_staff_walk_session_page_branch_rename_and_bad_json(live_server, page, django_user_model):
     trip_session("demo/trip")
-    _login_cookie(
-        page, live_server, django_user_model.objects.create_superuser("root", "r@x.org", "pw")
-    )
+    root = django_user_model.objects.create_superuser("root", "r@x.org", "pw")
+    browser_login(page, live_server.url, root)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
 

@@ -24,10 +24,6 @@ def _shot(page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def _login_cookie(page, live_server, user) -> None:
-    browser_login(page, live_server.url, user)
-
-
 @pytest.fixture
 def trip(db):
     trip_session("demo/trip")
@@ -55,7 +51,7 @@ def test_login_list_search_and_open_hit(live_server, page, reviewer, trip):
 
 
 def test_branch_switcher_moves_between_siblings(live_server, page, reviewer, trip):
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + session_url("demo/trip"))
     switcher = page.locator("#turn-3 .branch-switcher")
     assert switcher.locator(".switch-pos").inner_text() == "1/2"
@@ -68,7 +64,7 @@ def test_branch_switcher_moves_between_siblings(live_server, page, reviewer, tri
 
 
 def test_charts_draw_usage_json(live_server, page, reviewer, trip):
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + session_url("demo/trip", "tokyo"))
     page.wait_for_selector("#token-charts[data-ready=true]")
     per_turn = page.evaluate("() => window.forkviewCharts.perTurn.data.datasets.map(d => d.data)")
@@ -92,7 +88,7 @@ def test_charts_draw_usage_json(live_server, page, reviewer, trip):
 
 
 def test_compare_view_highlights_differences(live_server, page, reviewer, trip):
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + compare_url("demo/trip", "main", "tokyo"))
     page.wait_for_selector("#compare-table")
     assert "turn 3" in page.inner_text("#compare-summary")
@@ -102,7 +98,7 @@ def test_compare_view_highlights_differences(live_server, page, reviewer, trip):
 
 
 def test_keyboard_navigation(live_server, page, reviewer, trip):
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + session_url("demo/trip"))
     page.wait_for_selector("#turn-1")
     page.keyboard.press("j")
@@ -124,7 +120,7 @@ def test_keyboard_navigation(live_server, page, reviewer, trip):
 
 def test_load_earlier_prepends_turns(live_server, page, reviewer):
     Writer("long").bulk(60)
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + session_url("long"))
     assert page.locator("article.turn").count() == 25
     url = page.url
@@ -139,7 +135,7 @@ def test_hostile_content_runs_no_script(live_server, page, reviewer):
         w.turn(items, (10, 5))
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + session_url("<script>alert('sid')</script> ☕/x", turn=1))
     page.wait_for_selector("#turn-1")
     page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
@@ -161,7 +157,7 @@ def test_mobile_and_dark_layouts(live_server, browser, reviewer, trip):
     }.items():
         context = browser.new_context(**options)
         page = context.new_page()
-        _login_cookie(page, live_server, reviewer)
+        browser_login(page, live_server.url, reviewer)
         page.goto(live_server.url + session_url("demo/trip", "tokyo/nikko"))
         page.wait_for_selector("#token-charts[data-ready=true]")
         # Nothing overflows the viewport horizontally.
@@ -172,7 +168,7 @@ def test_mobile_and_dark_layouts(live_server, browser, reviewer, trip):
 
 def test_mark_a_preferred_branch(live_server, page, reviewer, trip):
     grant(reviewer, "mark_preferred_branch")
-    _login_cookie(page, live_server, reviewer)
+    browser_login(page, live_server.url, reviewer)
     page.goto(live_server.url + session_url("demo/trip", "tokyo/nikko"))
     page.click("#prefer-button")
     page.wait_for_selector("#preferred-badge")
