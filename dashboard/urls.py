@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, register_converter
+
+from conversations import views as conversation_views
 
 from .chat import views as chat_views
+from .links import SessionIdConverter
+
+# Every id, however hostile, has its own path (dashboard/links.py says how).
+register_converter(SessionIdConverter, "sid")
 
 urlpatterns = [
     path(
@@ -15,11 +21,17 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
-    # Exports (conversations/urls.py): before the review pages' catch-all session route.
+    # Exports: the download view of conversations/ under the session-id converter (any id
+    # gets its own path), then conversations/urls.py; both before the catch-all session route.
+    path(
+        "sessions/<sid:session_id>/export/<str:fmt>/",
+        conversation_views.session_export,
+        name="session_export",
+    ),
     path("", include("conversations.urls")),
     # Live chat (dashboard/chat/views.py): before the catch-all session route.
     path("chat/new/", chat_views.chat_new, name="chat_new"),
-    path("sessions/<path:session_id>/chat/", chat_views.session_chat, name="session_chat"),
+    path("sessions/<sid:session_id>/chat/", chat_views.session_chat, name="session_chat"),
     # Review pages (dashboard/review/urls.py): the home page and the session routes, whose
     # last one is a catch-all (session ids may contain "/"), so they come after the others.
     path("", include("dashboard.review.urls")),

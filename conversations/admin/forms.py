@@ -57,8 +57,17 @@ class PrettyJSONField(forms.JSONField):
         if isinstance(value, str) and not items.is_undecodable(value):
             # A JSON string is edited as JSON text (with its quotes), not as what it says;
             # undecodable stored text is shown as it is (dumps_pretty), to be repaired.
-            return json.dumps(value, ensure_ascii=False)
-        return items.dumps_pretty(value)
+            text = json.dumps(value, ensure_ascii=False)
+        else:
+            text = items.dumps_pretty(value)
+        if items.display_text(text) != text and not items.is_undecodable(value):
+            # Lone surrogates (from \\ud800 escapes) cannot reach a page: edit them as the
+            # escapes they are, so saving the form unchanged keeps the item unchanged.
+            try:
+                return json.dumps(value, indent=None if isinstance(value, str) else 2)
+            except (TypeError, ValueError, RecursionError):
+                return text
+        return text
 
     def bound_data(self, data: Any, initial: Any) -> Any:
         if self.disabled:

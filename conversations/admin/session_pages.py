@@ -17,7 +17,7 @@ from django.urls import URLPattern, path, reverse
 
 from .. import services
 from ..models import MAIN_BRANCH, AgentSession, MessageStructure, TurnUsage
-from .base import ModelAdmin
+from .base import DisplaySafeTemplateResponse, ModelAdmin
 from .display import model_permission, session_change_url
 from .forms import BranchRenameForm, SessionDuplicateForm
 
@@ -77,7 +77,7 @@ class SessionPagesAdmin(ModelAdmin[AgentSession]):
         session = context.get("session")
         if session is not None:
             context["session_url"] = session_change_url(session.pk)
-        return TemplateResponse(
+        return DisplaySafeTemplateResponse(
             request,
             f"admin/conversations/agentsession/{template}",
             {**self.admin_site.each_context(request), "opts": self.opts, **context},

@@ -2,6 +2,10 @@
 
 Selectors raise ``ReviewError`` (``SessionNotFound``, ``BranchNotFound``) for what is not
 there; :func:`_not_found_as_404` turns it into the 404 page.
+
+Stored text is shown display-safe (``conversations.items.display_text``: lone surrogates, NUL
+and control characters as U+FFFD): every page goes through :func:`_render` and every JSON twin
+through ``display_value``, the one place each, so no stored byte can fail a response.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
-from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations import services
+from conversations.items import display_text, display_value
 from conversations.models import MAIN_BRANCH
 from conversations.permissions import CHAT, PREFER, preferrer_required, reviewer_required
 from dashboard.links import chat_url, compare_url, session_url
@@ -44,6 +49,14 @@ def _not_found_as_404(view: Callable[_P, _R]) -> Callable[_P, _R]:
             raise Http404(str(exc)) from exc
 
     return wrapper
+
+
+def render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """``django.shortcuts.render`` with the page display-safe (see the module docstring).
+
+    A no-op scan for ordinary pages (one regex search over the text).
+    """
+    return HttpResponse(display_text(render_to_string(template, context, request)))
 
 
 def _chat_url_for(request: HttpRequest, session_id: str, branch_id: str) -> str | None:
@@ -167,7 +180,7 @@ def session_usage(request: HttpRequest, session_id: str) -> JsonResponse:
     series = selectors.usage_series_get(
         session_id=session_id, branch_id=request.GET.get("branch") or MAIN_BRANCH
     )
-    return JsonResponse(series.as_json(), json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(display_value(series.as_json()), json_dumps_params={"ensure_ascii": False})
 
 
 @require_GET

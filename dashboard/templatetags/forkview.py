@@ -15,6 +15,8 @@ from django import template
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
+from conversations.items import display_text
+
 register = template.Library()
 
 # No <img>: a remote image in stored model output would leak the reviewer's visit.
@@ -76,8 +78,9 @@ def render_markdown(text: str) -> SafeString:
     """Markdown to sanitised HTML (never raises on odd input)."""
     if not text:
         return mark_safe("")
+    text = display_text(text[:MAX_MARKDOWN])  # nh3 refuses lone surrogates
     try:
-        rendered = _parser().render(text[:MAX_MARKDOWN])
+        rendered = _parser().render(text)
     except (RecursionError, ValueError):
         from django.utils.html import escape
 

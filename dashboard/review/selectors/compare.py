@@ -1,4 +1,11 @@
-"""Two branches of a session side by side from their fork point, with word-level diffs."""
+"""Two branches of a session side by side from their fork point, with word-level diffs.
+
+The diff's work is bounded (issue 12): ``difflib`` is quadratic or worse in the tokens it
+compares, so after the common prefix and suffix are set aside a pair of texts gets a word
+diff only while ``words(a) x words(b)`` stays within :data:`WORD_DIFF_CELLS` (and the page
+within :data:`PAGE_DIFF_CELLS`), else a line diff within :data:`LINE_DIFF_CELLS`, else no
+inline diff; the row says which (``CompareRow.diff_mode``) and the page says so.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,30 @@ from dataclasses import dataclass
 from .tree import BranchNode, branch_tree_get
 from .turns import Turn, turns_get
 
-__all__ = ["COMPARE_LIMIT", "BranchCompare", "CompareRow", "branch_compare_get"]
+__all__ = [
+    "COMPARE_LIMIT",
+    "LINE_DIFF_CELLS",
+    "PAGE_DIFF_CELLS",
+    "WORD_DIFF_CELLS",
+    "BranchCompare",
+    "CompareRow",
+    "branch_compare_get",
+]
 
 #: Turns of each branch compared side by side after the fork.
 COMPARE_LIMIT = 60
+
+#: Most word pairs (differing words left x right) one word diff may weigh.
+WORD_DIFF_CELLS = 250_000
+#: Most line pairs one line diff (the fallback) may weigh.
+LINE_DIFF_CELLS = 40_000
+#: Most cells all the diffs of one page may weigh together; later rows fall back.
+PAGE_DIFF_CELLS = 1_000_000
+
+#: ``CompareRow.diff_mode`` values.
+WORDS, LINES, NONE = "words", "lines", "none"
+
+_WORD = re.compile(r"\S+\s*|\s+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +53,7 @@ class CompareRow:
     tools_left: tuple[str, ...]
     tools_right: tuple[str, ...]
     token_delta: int | None  # right - left, when both have usage
+    diff_mode: str = WORDS  # words, lines (texts too big for a word diff) or none
 
     @property
     def tools_differ(self) -> bool:
@@ -51,13 +79,34 @@ class BranchCompare:
     branches: tuple[str, ...]
 
     @property
+    def coarse_rows(self) -> tuple[int, ...]:
+        """Turns whose texts were too big for a word diff (line diff or none)."""
+        return tuple(row.turn for row in self.rows if row.diff_mode != WORDS)
+
+    @property
+    def undiffed_rows(self) -> tuple[int, ...]:
+        """Turns shown without inline marks (too big even for a line diff)."""
+        return tuple(row.turn for row in self.rows if row.diff_mode == NONE)
+
+    @property
     def token_delta(self) -> int:
         return self.tokens_b - self.tokens_a
 
 
-def _diff_html(a: str, b: str) -> tuple[str, str]:
-    """Word-level diff of two texts as (left, right) escaped HTML with <del>/<ins> marks."""
-    wa, wb = re.split(r"(\s+)", a), re.split(r"(\s+)", b)
+def _affixes(wa: list[str], wb: list[str]) -> tuple[int, int]:
+    """Lengths of the common prefix and (of the rest) the common suffix: linear."""
+    n = min(len(wa), len(wb))
+    head = 0
+    while head < n and wa[head] == wb[head]:
+        head += 1
+    tail = 0
+    while tail < n - head and wa[-1 - tail] == wb[-1 - tail]:
+        tail += 1
+    return head, tail
+
+
+def _marked(wa: list[str], wb: list[str]) -> tuple[str, str]:
+    """``difflib`` over two token lists as (left, right) escaped HTML with <del>/<ins>."""
     left, right = [], []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
         sa, sb = html.escape("".join(wa[i1:i2])), html.escape("".join(wb[j1:j2]))
@@ -70,6 +119,32 @@ def _diff_html(a: str, b: str) -> tuple[str, str]:
             if sb:
                 right.append(f"<ins>{sb}</ins>")
     return "".join(left), "".join(right)
+
+
+def _diff_html(a: str, b: str, budget: list[int]) -> tuple[str, str, str]:
+    """Two texts as (left, right, mode): escaped HTML with <del>/<ins> marks.
+
+    A word diff when it fits :data:`WORD_DIFF_CELLS` and ``budget`` (the page's cells left,
+    decremented), else a line diff within :data:`LINE_DIFF_CELLS`, else no marks (``none``).
+    """
+    if a == b:
+        return html.escape(a), html.escape(b), WORDS
+    for mode, tokens, cap in (
+        (WORDS, _WORD.findall, WORD_DIFF_CELLS),
+        (LINES, None, LINE_DIFF_CELLS),
+    ):
+        wa = tokens(a) if tokens else a.splitlines(keepends=True)
+        wb = tokens(b) if tokens else b.splitlines(keepends=True)
+        head, tail = _affixes(wa, wb)
+        mid_a, mid_b = wa[head : len(wa) - tail], wb[head : len(wb) - tail]
+        cells = max(len(mid_a), 1) * max(len(mid_b), 1)
+        if cells <= cap and cells <= budget[0]:
+            budget[0] -= cells
+            ml, mr = _marked(mid_a, mid_b)
+            prefix = html.escape("".join(wa[:head]))
+            suffix = html.escape("".join(wa[len(wa) - tail :]))
+            return prefix + ml + suffix, prefix + mr + suffix, mode
+    return html.escape(a), html.escape(b), NONE
 
 
 def branch_compare_get(
@@ -93,10 +168,13 @@ def branch_compare_get(
         t.number: t for t in turns_get(tree=tree, branch_id=b, first=fork, last=min(end, nb.turns))
     }
     rows = []
+    budget = [PAGE_DIFF_CELLS]
     tokens_a = tokens_b = 0
     for turn in range(fork, end + 1):
         lt, rt = left.get(turn), right.get(turn)
-        lh, rh = _diff_html(lt.assistant_text if lt else "", rt.assistant_text if rt else "")
+        lh, rh, mode = _diff_html(
+            lt.assistant_text if lt else "", rt.assistant_text if rt else "", budget
+        )
         if lt and lt.usage:
             tokens_a += lt.usage.total_tokens
         if rt and rt.usage:
@@ -116,6 +194,7 @@ def branch_compare_get(
                 tools_left=lt.tool_sequence if lt else (),
                 tools_right=rt.tool_sequence if rt else (),
                 token_delta=delta,
+                diff_mode=mode,
             )
         )
     return BranchCompare(
