@@ -11,8 +11,11 @@ import json
 import re
 from typing import Any
 
+from django.db import connections
+
 from .. import classify, items
 from ..models import MAIN_BRANCH, AgentMessage, AgentSession, MessageStructure, TurnUsage
+from .snapshot import display_text, json_text, read_snapshot, timestamp_column
 from .tree import tree_dumps, tree_export
 
 __all__ = [
@@ -69,22 +72,32 @@ def branch_items(
 
 
 def jsonl_export(*, session_id: str, branch_id: str = MAIN_BRANCH, using: str = "default") -> str:
-    """One item per line, ready for ``session.add_items([json.loads(line) for line in ...])``.
+    """One item per line, ready for ``session.add_items([json.loads(line) for line in ...])``,
+    read in one snapshot (lone surrogates and control characters as JSON escapes).
 
     Plain ``SQLiteSession`` data (no structure rows) exports its messages in id order.
+
+    Raises:
+        AgentSession.DoesNotExist: No such session.
     """
-    AgentSession.objects.using(using).get(pk=session_id)
-    found = branch_items(session_id=session_id, branch_id=branch_id, using=using)
-    if not found and not MessageStructure.objects.using(using).filter(session_id=session_id):
-        found = [
-            m
-            for m in AgentMessage.objects.using(using)
-            .filter(session_id=session_id)
-            .order_by("id")
-            .values_list("message_data", flat=True)
-            if not items.is_undecodable(m)
-        ]
-    return "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in found)
+    with read_snapshot(using):
+        _session_must_exist(session_id, using)
+        found = branch_items(session_id=session_id, branch_id=branch_id, using=using)
+        if not found and not MessageStructure.objects.using(using).filter(session_id=session_id):
+            found = [
+                m
+                for m in AgentMessage.objects.using(using)
+                .filter(session_id=session_id)
+                .order_by("id")
+                .values_list("message_data", flat=True)
+                if not items.is_undecodable(m)
+            ]
+    return "".join(json_text(json.dumps(item, ensure_ascii=False)) + "\n" for item in found)
+
+
+def _session_must_exist(session_id: str, using: str) -> None:
+    if not AgentSession.objects.using(using).filter(pk=session_id).exists():
+        raise AgentSession.DoesNotExist(f"No session {session_id!r}")
 
 
 # ---- Markdown --------------------------------------------------------------------------
@@ -139,9 +152,29 @@ def _markdown_item(item: Any) -> str:
 def markdown_export(
     *, session_id: str, branch_id: str = MAIN_BRANCH, using: str = "default"
 ) -> str:
-    """A readable transcript of one branch: text, tool calls and outputs, usage per turn."""
-    session = AgentSession.objects.using(using).get(pk=session_id)
-    rows = (
+    """A readable transcript of one branch: text, tool calls and outputs, usage per turn.
+
+    Read in one snapshot; control characters and lone surrogates show as U+FFFD.
+
+    Raises:
+        AgentSession.DoesNotExist: No such session.
+    """
+    with read_snapshot(using):
+        return display_text(_markdown(session_id, branch_id, using))
+
+
+def _markdown(session_id: str, branch_id: str, using: str) -> str:
+    vendor = connections[using].vendor
+    found = (
+        AgentSession.objects.using(using)
+        .filter(pk=session_id)
+        .values_list("session_id", timestamp_column("created_at", vendor))
+        .first()
+    )
+    if found is None:
+        raise AgentSession.DoesNotExist(f"No session {session_id!r}")
+    stored_id, session_created = found
+    rows = list(
         MessageStructure.objects.using(using)
         .filter(session_id=session_id, branch_id=branch_id)
         .order_by("sequence_number")
@@ -149,11 +182,14 @@ def markdown_export(
     )
     usage = {
         u.user_turn_number: u
-        for u in TurnUsage.objects.using(using).filter(session_id=session_id, branch_id=branch_id)
+        for u in TurnUsage.objects.using(using)
+        .filter(session_id=session_id, branch_id=branch_id)
+        .defer("created_at")
     }
-    lines = [f"# Session {session.session_id}", "", f"Branch: `{branch_id}`"]
-    if session.created_at:
-        lines.append(f"Started: {items.iso_timestamp(session.created_at)}")
+    lines = [f"# Session {stored_id}", "", f"Branch: `{branch_id}`"]
+    started_at = items.iso_timestamp(session_created)
+    if started_at:
+        lines.append(f"Started: {started_at}")
     lines.append("")
     started, current = False, None
 

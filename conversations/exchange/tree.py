@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from .. import items, writes
 from ..models import (
@@ -36,6 +37,7 @@ from ..models import (
     SessionClearGeneration,
     TurnUsage,
 )
+from .snapshot import json_text, read_snapshot, timestamp_column
 
 __all__ = [
     "TREE_FORMAT",
@@ -66,20 +68,40 @@ def _json_cell(value: Any) -> tuple[Any, str | None]:
 
 
 def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
-    """The whole session as a JSON-ready dict (see the module docstring).
+    """The whole session as a JSON-ready dict (see the module docstring), read in one
+    snapshot (:func:`.snapshot.read_snapshot`).
 
     Raises:
         AgentSession.DoesNotExist: No such session.
     """
-    session = AgentSession.objects.using(using).get(pk=session_id)
-    messages = list(AgentMessage.objects.using(using).filter(session_id=session_id).order_by("id"))
-    refs = {m.id: n for n, m in enumerate(messages, 1)}
+    with read_snapshot(using):
+        return _tree_export(session_id, using)
+
+
+def _tree_export(session_id: str, using: str) -> dict[str, Any]:
+    ts = partial(timestamp_column, vendor=connections[using].vendor)
+    found = (
+        AgentSession.objects.using(using)
+        .filter(pk=session_id)
+        .values_list("session_id", ts("created_at"), ts("updated_at"))
+        .first()
+    )
+    if found is None:
+        raise AgentSession.DoesNotExist(f"No session {session_id!r}")
+    stored_id, session_created, session_updated = found
+    messages = list(
+        AgentMessage.objects.using(using)
+        .filter(session_id=session_id)
+        .order_by("id")
+        .values_list("id", "message_data", ts("created_at"))
+    )
+    refs = {message_id: n for n, (message_id, _, _) in enumerate(messages, 1)}
     out_messages = []
-    for message in messages:
-        item, raw = _json_cell(message.message_data)
+    for message_id, data, created in messages:
+        item, raw = _json_cell(data)
         entry: dict[str, Any] = {
-            "ref": refs[message.id],
-            "created_at": items.iso_timestamp(message.created_at),
+            "ref": refs[message_id],
+            "created_at": items.iso_timestamp(created),
             "item": item,
         }
         if raw is not None:
@@ -87,38 +109,78 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
         out_messages.append(entry)
     structure = [
         {
-            "message": refs[row.message_id],
-            "branch_id": row.branch_id,
-            "message_type": row.message_type,
-            "sequence_number": row.sequence_number,
-            "user_turn_number": row.user_turn_number,
-            "branch_turn_number": row.branch_turn_number,
-            "tool_name": row.tool_name,
-            "created_at": items.iso_timestamp(row.created_at),
+            "message": refs[message_id],
+            "branch_id": branch_id,
+            "message_type": message_type,
+            "sequence_number": sequence_number,
+            "user_turn_number": user_turn,
+            "branch_turn_number": branch_turn,
+            "tool_name": tool_name,
+            "created_at": items.iso_timestamp(created),
         }
-        for row in MessageStructure.objects.using(using)
+        for (
+            message_id,
+            branch_id,
+            message_type,
+            sequence_number,
+            user_turn,
+            branch_turn,
+            tool_name,
+            created,
+        ) in MessageStructure.objects.using(using)
         .filter(session_id=session_id)
         .order_by("sequence_number", "id")
-        if row.message_id in refs
+        .values_list(
+            "message_id",
+            "branch_id",
+            "message_type",
+            "sequence_number",
+            "user_turn_number",
+            "branch_turn_number",
+            "tool_name",
+            ts("created_at"),
+        )
+        if message_id in refs
     ]
     usage = []
-    for row in (
+    for (
+        branch_id,
+        user_turn,
+        requests,
+        input_tokens,
+        output_tokens,
+        total_tokens,
+        input_cell,
+        output_cell,
+        created,
+    ) in (
         TurnUsage.objects.using(using)
         .filter(session_id=session_id)
         .order_by("branch_id", "user_turn_number")
+        .values_list(
+            "branch_id",
+            "user_turn_number",
+            "requests",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "input_tokens_details",
+            "output_tokens_details",
+            ts("created_at"),
+        )
     ):
-        input_details, input_raw = _json_cell(row.input_tokens_details)
-        output_details, output_raw = _json_cell(row.output_tokens_details)
+        input_details, input_raw = _json_cell(input_cell)
+        output_details, output_raw = _json_cell(output_cell)
         entry = {
-            "branch_id": row.branch_id,
-            "user_turn_number": row.user_turn_number,
-            "requests": row.requests,
-            "input_tokens": row.input_tokens,
-            "output_tokens": row.output_tokens,
-            "total_tokens": row.total_tokens,
+            "branch_id": branch_id,
+            "user_turn_number": user_turn,
+            "requests": requests,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": total_tokens,
             "input_tokens_details": input_details,
             "output_tokens_details": output_details,
-            "created_at": items.iso_timestamp(row.created_at),
+            "created_at": items.iso_timestamp(created),
         }
         if input_raw is not None:
             entry["input_tokens_details_undecodable"] = input_raw
@@ -140,9 +202,9 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
         "format": TREE_FORMAT,
         "version": TREE_VERSION,
         "session": {
-            "session_id": session.session_id,
-            "created_at": items.iso_timestamp(session.created_at),
-            "updated_at": items.iso_timestamp(session.updated_at),
+            "session_id": stored_id,
+            "created_at": items.iso_timestamp(session_created),
+            "updated_at": items.iso_timestamp(session_updated),
         },
         "clear_generation": generation,
         "reservations": reservations,
@@ -163,7 +225,7 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
 
 def tree_dumps(tree: dict[str, Any]) -> str:
     """The canonical text of a tree (stable, so identical sessions give identical bytes)."""
-    return json.dumps(tree, indent=2, ensure_ascii=False) + "\n"
+    return json_text(json.dumps(tree, indent=2, ensure_ascii=False)) + "\n"
 
 
 # ---- Import ----------------------------------------------------------------------------
