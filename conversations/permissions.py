@@ -2,7 +2,21 @@
 
 The codenames live on ``AgentSession.Meta.permissions`` (``continue_conversation``,
 ``mark_preferred_branch``) or are Django's own model permissions (``view_agentsession``).
-Views, websocket consumers, templates and tests name a permission only through this module.
+Views, websocket consumers, agent tools, templates and tests name a permission only through
+this module.
+
+The model (one rule per capability, all checked here):
+
+- **view** (``view_agentsession``): read every session: the list, search, detail, compare,
+  usage, exports, the viewers' live socket, and what agent tools read for the user.
+- **chat** = view + ``continue_conversation``: the chat pages and the chat socket. Continuing
+  a conversation shows its history, so it needs the right to read it; ``continue_conversation``
+  alone grants nothing.
+- **prefer** = ``mark_preferred_branch``: mark the branch a session opens on.
+- staff: the admin site (Django's own ``is_staff`` and model permissions).
+
+Permissions are per user (no per-session ownership): whoever may view may view every session.
+An inactive user may do nothing (Django's backends give inactive users no permissions).
 """
 
 from __future__ import annotations
@@ -22,8 +36,13 @@ __all__ = [
     "PREFER",
     "PREFER_CODENAME",
     "VIEW",
+    "CHAT_PERMISSIONS",
     "VIEW_CODENAME",
+    "VIEW_PERMISSIONS",
+    "can_chat",
+    "can_view",
     "chatter_required",
+    "holds_all",
     "preferrer_required",
     "reviewer_required",
 ]
@@ -47,19 +66,50 @@ CUSTOM_PERMISSIONS: list[tuple[str, str | _StrPromise]] = [
     (PREFER_CODENAME, "Can mark the branch reviewers see first"),
 ]
 
+#: What reading sessions takes.
+VIEW_PERMISSIONS: tuple[str, ...] = (VIEW,)
+#: What the live chat takes: continuing a conversation requires being allowed to read it.
+CHAT_PERMISSIONS: tuple[str, ...] = (VIEW, CHAT)
+
 _View = TypeVar("_View", bound=Callable[..., Any])
 
 
-def _requiring(permission: str) -> Callable[[_View], _View]:
-    """Anonymous -> the login page; logged in without ``permission`` -> 403."""
+def holds_all(user: object, permissions: tuple[str, ...]) -> bool:
+    """Whether ``user`` (any object, ``None`` included) is an active user holding them all.
+
+    Runs queries (the user's permission cache): from async code, call it in a worker thread.
+    A user model without Django's ``PermissionsMixin`` has no permissions to check.
+    """
+    from django.contrib.auth.models import PermissionsMixin
+
+    return (
+        isinstance(user, PermissionsMixin)
+        and bool(getattr(user, "is_authenticated", False))
+        and bool(getattr(user, "is_active", False))
+        and user.has_perms(permissions)
+    )
+
+
+def can_view(user: object) -> bool:
+    """Whether ``user`` may read sessions (pages, exports, agent tools' reads)."""
+    return holds_all(user, VIEW_PERMISSIONS)
+
+
+def can_chat(user: object) -> bool:
+    """Whether ``user`` may continue conversations (the chat pages and socket)."""
+    return holds_all(user, CHAT_PERMISSIONS)
+
+
+def _requiring(*permissions: str) -> Callable[[_View], _View]:
+    """Anonymous -> the login page; logged in without all ``permissions`` -> 403."""
 
     def decorate(view: _View) -> _View:
-        checked = permission_required(permission, raise_exception=True)(view)
+        checked = permission_required(permissions, raise_exception=True)(view)
         return login_required(checked)
 
     return decorate
 
 
-reviewer_required = _requiring(VIEW)
-chatter_required = _requiring(CHAT)
+reviewer_required = _requiring(*VIEW_PERMISSIONS)
+chatter_required = _requiring(*CHAT_PERMISSIONS)
 preferrer_required = _requiring(PREFER)

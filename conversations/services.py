@@ -5,6 +5,14 @@ writes rows on its own. Every function is keyword-only, typed, named ``<entity>_
 and transactional. Writers of one session are serialised exactly like ``DjangoSession``'s
 (the ``session_clear_generations`` row lock), so an edit never interleaves with a live run.
 
+Staff edits and live chat turns exclude each other (``conversations.turnlocks``): an edit of
+a branch (rename, delete, a row or usage edit on it) waits for a turn running on that branch;
+an edit of the whole session (delete/clear, a message edit or delete, which may touch every
+branch sharing the message, a duplicate into a new id) waits for the turns on every branch. The
+wait is bounded (``FORKVIEW_STAFF_TURN_WAIT`` seconds, default 5); then the edit is refused
+with a ``ServiceError`` saying a turn is running. While an edit runs, a new turn on what it
+edits is told ``busy``.
+
 Invariants kept (see ``/work/shared/docs/advanced-session-spec.md``):
 
 - ``message_type`` / ``tool_name`` of structure rows are always ``classify.label(item)``;
@@ -18,9 +26,10 @@ Invariants kept (see ``/work/shared/docs/advanced-session-spec.md``):
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -39,6 +48,7 @@ from .models import (
     SessionClearGeneration,
     TurnUsage,
 )
+from .turnlocks import TurnRunning, staff_exclusion
 from .writes import SessionWriter, StructureBuild, UsageRow, session_copy
 
 _Row = TypeVar("_Row", bound=Model)
@@ -174,6 +184,25 @@ def _get_locked(model: type[_Row], pk: int, using: str) -> tuple[_Row, SessionWr
     return obj, _writer(session_id, using)
 
 
+@contextlib.contextmanager
+def _no_live_turn(session_id: str, branch_ids: Iterable[str] | None, using: str) -> Iterator[None]:
+    """Wait (bounded) for chat turns on ``branch_ids`` (``None``: every branch) to finish and
+    keep new ones out while the edit runs; refuse with a ``ServiceError`` if they do not."""
+    try:
+        with staff_exclusion(session_id, branch_ids, using=using):
+            yield
+    except TurnRunning as exc:
+        raise ServiceError(str(exc)) from None
+
+
+def _session_of(model: type[Model], pk: int, using: str) -> str | None:
+    """The session of row ``pk`` (read before locking; ``None`` if there is no such row)."""
+    value: str | None = (
+        model._default_manager.using(using).filter(pk=pk).values_list("session_id", flat=True)
+    ).first()
+    return value
+
+
 def _refuse(problems: list[str]) -> None:
     """Refuse an edit for ``problems`` (all of them, in one message), if there are any."""
     if problems:
@@ -221,7 +250,10 @@ def message_update(*, message_id: int, item: Any, using: str = "default") -> Mes
     Raises:
         ServiceError: The item is invalid or would change the user-turn numbering.
     """
-    with transaction.atomic(using=using):
+    session_id = _session_of(AgentMessage, message_id, using)
+    if session_id is None:
+        raise AgentMessage.DoesNotExist(f"No message {message_id}")
+    with _no_live_turn(session_id, None, using), transaction.atomic(using=using):
         message, writer = _get_locked(AgentMessage, message_id, using)
         _refuse(message_update_problems(message=message, item=item))
         before = message.message_data
@@ -262,7 +294,10 @@ def message_delete(*, message_id: int, using: str = "default") -> None:
     Raises:
         ServiceError: The message is followed by other items on some branch.
     """
-    with transaction.atomic(using=using):
+    session_id = _session_of(AgentMessage, message_id, using)
+    if session_id is None:
+        raise AgentMessage.DoesNotExist(f"No message {message_id}")
+    with _no_live_turn(session_id, None, using), transaction.atomic(using=using):
         message, writer = _get_locked(AgentMessage, message_id, using)
         _refuse(message_delete_problems(message=message))
         rows = list(message.structure.values_list("id", "branch_id", "user_turn_number"))
@@ -291,7 +326,15 @@ def structure_row_delete(*, row_id: int, using: str = "default") -> None:
     Raises:
         ServiceError: The row is not the last one of its branch.
     """
-    with transaction.atomic(using=using):
+    where = (
+        MessageStructure.objects.using(using)
+        .filter(pk=row_id)
+        .values_list("session_id", "branch_id")
+        .first()
+    )
+    if where is None:
+        raise MessageStructure.DoesNotExist(f"No structure row {row_id}")
+    with _no_live_turn(where[0], [where[1]], using), transaction.atomic(using=using):
         row, writer = _get_locked(MessageStructure, row_id, using)
         _refuse(structure_row_delete_problems(row=row))
         writer.reserve([row.branch_id])
@@ -374,7 +417,7 @@ def turn_usage_save(
             total_tokens=total_tokens,
         )
     )
-    with transaction.atomic(using=using):
+    with _no_live_turn(session_id, [branch_id], using), transaction.atomic(using=using):
         writer = _writer(session_id, using)
         turn_rows = MessageStructure.objects.using(using).filter(
             session_id=session_id, branch_id=branch_id, user_turn_number=user_turn_number
@@ -419,7 +462,7 @@ def branch_delete(*, session_id: str, branch_id: str, using: str = "default") ->
         raise ServiceError("Branch ID cannot be empty")
     if branch_id == MAIN_BRANCH:
         raise ServiceError(MAIN_DELETE_ERROR)
-    with transaction.atomic(using=using):
+    with _no_live_turn(session_id, [branch_id], using), transaction.atomic(using=using):
         try:
             _writer(session_id, using).delete_branch(branch_id)
         except ValueError as exc:
@@ -445,7 +488,8 @@ def branch_rename(*, session_id: str, old: str, new: str, using: str = "default"
         raise ServiceError(MAIN_RENAME_ERROR)
     if not new or not new.strip():
         raise ServiceError(BRANCH_BLANK_ERROR)
-    with transaction.atomic(using=using):
+    # ``new`` too: a turn on a not-yet-existing branch ``new`` would land on the moved rows.
+    with _no_live_turn(session_id, [old, new], using), transaction.atomic(using=using):
         writer = _writer(session_id, using)
         rows = MessageStructure.objects.using(using).filter(session_id=session_id)
         if not rows.filter(branch_id=old).exists():
@@ -493,7 +537,7 @@ def session_delete(*, session_id: str, using: str = "default") -> None:
 
     Branch ids stay reserved and live instances of the session fall back to ``main``.
     """
-    with transaction.atomic(using=using):
+    with _no_live_turn(session_id, None, using), transaction.atomic(using=using):
         SessionWriter(session_id, using=using).clear()
         PreferredBranch.objects.using(using).filter(session_id=session_id).delete()
 
@@ -519,7 +563,9 @@ def session_duplicate(*, session_id: str, new_session_id: str, using: str = "def
     """
     if not new_session_id or not new_session_id.strip():
         raise ServiceError("The new session id cannot be empty.")
-    with transaction.atomic(using=using):
+    # The new id may be a live chat's brand-new session: wait for its turns. The source is
+    # only read (and its branch ids reserved) under its writer lock.
+    with _no_live_turn(new_session_id, None, using), transaction.atomic(using=using):
         source = AgentSession.objects.using(using).filter(pk=session_id).first()
         if source is None:
             raise ServiceError(SESSION_MISSING_ERROR.format(session=session_id))
@@ -544,7 +590,7 @@ def structure_rebuild(*, session_id: str, using: str = "default") -> StructureBu
     after the session's highest, and turns continuing ``main``'s. Messages whose JSON does not
     decode are left without rows (the SDK skips them too) and reported.
     """
-    with transaction.atomic(using=using):
+    with _no_live_turn(session_id, [MAIN_BRANCH], using), transaction.atomic(using=using):
         return _writer(session_id, using).build_main_rows()
 
 

@@ -53,8 +53,15 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from agents import _debug
+from agents.logger import (
+    log_model_action_error,
+    log_model_action_warning,
+    log_model_and_tool_action_error,
+)
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import (
     SessionSettings,
@@ -80,12 +87,44 @@ if TYPE_CHECKING:
     from agents.result import RunResult, RunResultStreaming
     from agents.usage import Usage
 
-__all__ = ["DjangoSession"]
+__all__ = ["BranchAnchor", "BranchGone", "DjangoSession"]
 
 _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 CLOSED_MESSAGE = "DjangoSession is closed"
+
+BRANCH_GONE_BEFORE = (
+    "Branch '{branch}' no longer exists in session '{session}' (it was renamed or deleted). "
+    "Reopen the conversation to continue it."
+)
+BRANCH_GONE_DURING = (
+    "Branch '{branch}' of session '{session}' was renamed or deleted while this turn ran; "
+    "the turn was not stored. Reopen the conversation to continue it."
+)
+SESSION_CLEARED_BEFORE = (
+    "Session '{session}' was deleted or cleared since this conversation was opened; "
+    "reopen it to start again."
+)
+SESSION_CLEARED_DURING = (
+    "Session '{session}' was deleted or cleared while this turn ran; the turn was not stored."
+)
+
+
+class BranchGone(Exception):
+    """The branch (or session) a turn started on went away; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class BranchAnchor:
+    """Where a turn started: the branch, the session's clear generation, whether it had rows.
+
+    ``DjangoSession.add_items_at`` writes only if the same branch is still there.
+    """
+
+    branch_id: str
+    generation: int
+    had_rows: bool
 
 
 async def _await_mutation(awaitable: Awaitable[_T]) -> _T:
@@ -178,6 +217,96 @@ def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
     # coroutine-function checks) costs ~3 µs warm and ~60 µs with cold CPU caches.
     run.hop = sync_to_async(run)  # type: ignore[attr-defined]
     return run
+
+
+JSONB_ERROR = (
+    "PostgreSQL's jsonb cannot store this item ({detail}). It holds strict JSON: "
+    "no NUL characters (\\u0000), lone surrogates or NaN/Infinity. Nothing was written."
+)
+TEXT_ERROR = (
+    "PostgreSQL cannot store this {what} ({detail}): text columns hold no NUL characters "
+    "(\\u0000) and no lone surrogates. Nothing was written."
+)
+_NON_JSON_CONSTANT = re.compile(r"(?:NaN|-?Infinity)")
+
+
+def _jsonb_error(exc: DataError, using: str) -> Exception:
+    """What PostgreSQL refused, as the clear ``ValueError`` (other vendors: as raised)."""
+    if connections[using].vendor != "postgresql":
+        return exc
+    return ValueError(JSONB_ERROR.format(detail=str(exc).splitlines()[0]))
+
+
+def _text_problem(text: str) -> str | None:
+    """Why PostgreSQL's text columns cannot hold ``text`` (``None`` if they can)."""
+    if text.isascii():
+        return "a NUL character" if "\x00" in text else None
+    if "\x00" in text:
+        return "a NUL character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate"
+    return None
+
+
+def _payload_problem(payload: str) -> str | None:
+    """Why jsonb cannot hold a ``json.dumps`` text (``None`` if it can). Substring checks
+    first: the common item costs three ``in`` scans of its text."""
+    if "\\u0000" in payload:
+        # an escaped backslash before "u0000" is text, not a NUL: check exactly
+        if "\x00" in json.dumps(json.loads(payload), ensure_ascii=False):
+            return "a NUL character (\\u0000)"
+    if ("\\ud" in payload or "\\uD" in payload) and _has_lone_surrogate(payload):
+        return "a lone surrogate"
+    if ("NaN" in payload or "Infinity" in payload) and _NON_JSON_CONSTANT.search(payload):
+        try:
+            json.loads(payload, parse_constant=_refuse_constant)
+        except ValueError:
+            return "NaN or Infinity"
+    return None
+
+
+def _has_lone_surrogate(payload: str) -> bool:
+    decoded = json.loads(payload)
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _check_storable(
+    session_id: str,
+    branch_id: str,
+    payloads: Sequence[RawJSON],
+    labels: Sequence[classify.ItemLabel],
+) -> None:
+    """PostgreSQL: refuse, before any database work, what its columns cannot hold.
+
+    Raises:
+        ValueError: NUL or a lone surrogate in the session or branch id; an item jsonb cannot
+            store. The whole batch is refused (nothing is written).
+    """
+    for what, text in (("session id", session_id), ("branch id", branch_id)):
+        problem = _text_problem(text)
+        if problem:
+            raise ValueError(TEXT_ERROR.format(what=what, detail=f"it holds {problem}"))
+    for index, payload in enumerate(payloads):
+        problem = _payload_problem(payload)
+        if problem:
+            raise ValueError(JSONB_ERROR.format(detail=f"item {index} holds {problem}"))
+    for label in labels:
+        for name in (label.message_type, label.tool_name):
+            label_problem = _text_problem(name) if name else None
+            if label_problem:
+                raise ValueError(
+                    TEXT_ERROR.format(what="item type or tool name", detail=label_problem)
+                )
 
 
 class DjangoSession(SessionABC):
@@ -279,11 +408,63 @@ class DjangoSession(SessionABC):
         labels = [classify.label(item) for item in items]
         branch_id, generation = self._branch_state
         try:
+            if self._strict_text:
+                _check_storable(self.session_id, branch_id, payloads, labels)
             await _await_mutation(
                 self._run_ordered(self._add_items_sync, payloads, labels, branch_id, generation)
             )
-        except Exception:
-            self._logger.exception("Failed to add session items to %r", self.session_id)
+        except Exception as exc:
+            log_model_and_tool_action_error(self._logger, "Failed to add session items", exc)
+            raise
+
+    async def branch_anchor(self, expected: BranchAnchor | None = None) -> BranchAnchor:
+        """The current branch's anchor (Forkview extra, for the live chat): the clear
+        generation and whether the branch has rows, for ``add_items_at``.
+
+        Args:
+            expected: An anchor taken earlier (e.g. when a chat socket opened); it is
+                checked against the current state and returned.
+
+        Raises:
+            BranchGone: ``expected`` no longer holds: the session was cleared or deleted, or
+                the branch (which had rows) renamed or deleted since.
+        """
+        current = await self._hop(self._branch_anchor_sync)
+        if expected is None:
+            return current
+        if current.generation != expected.generation:
+            raise BranchGone(SESSION_CLEARED_BEFORE.format(session=self.session_id))
+        if expected.had_rows and not current.had_rows:
+            raise BranchGone(
+                BRANCH_GONE_BEFORE.format(branch=expected.branch_id, session=self.session_id)
+            )
+        return expected
+
+    async def add_items_at(self, items: list[TResponseInputItem], anchor: BranchAnchor) -> None:
+        """``add_items`` on ``anchor``'s branch, only if it is still the branch it was.
+
+        Under the writer lock: no clear since the anchor (same generation), and a branch that
+        had rows still has some (not renamed or deleted). Otherwise nothing is written.
+
+        Raises:
+            BranchGone: The session was cleared or deleted, or the branch renamed or deleted.
+            TypeError, ValueError: As ``add_items``.
+        """
+        self._check_not_closed()
+        if not items:
+            return
+        payloads = [RawJSON(json.dumps(item)) for item in items]
+        labels = [classify.label(item) for item in items]
+        try:
+            if self._strict_text:
+                _check_storable(self.session_id, anchor.branch_id, payloads, labels)
+            await _await_mutation(
+                self._run_ordered(self._add_items_at_sync, payloads, labels, anchor)
+            )
+        except BranchGone:
+            raise
+        except Exception as exc:
+            log_model_and_tool_action_error(self._logger, "Failed to add session items", exc)
             raise
 
     async def pop_item(self) -> TResponseInputItem | None:
@@ -317,8 +498,8 @@ class DjangoSession(SessionABC):
         """
         try:
             usage = result.context_wrapper.usage
-        except Exception:
-            self._logger.exception("Failed to store session usage for %r", self.session_id)
+        except Exception as exc:
+            self._log_usage_error(exc)
             return
         await self.store_usage(usage)
 
@@ -337,8 +518,18 @@ class DjangoSession(SessionABC):
             await _await_mutation(
                 self._run_ordered(self._capture_and_store_usage_sync, usage, branch_id, generation)
             )
-        except Exception:
-            self._logger.exception("Failed to store session usage for %r", self.session_id)
+        except Exception as exc:
+            self._log_usage_error(exc)
+
+    def _log_usage_error(self, exc: Exception) -> None:
+        """The SDK's log line for a failed usage store (redacted by its data policy)."""
+        session_id = self.session_id
+        log_model_action_error(
+            self._logger,
+            "Failed to store session usage",
+            exc,
+            diagnostic_extra=lambda: {"session_id": session_id},
+        )
 
     async def get_session_usage(self, branch_id: str | None = None) -> dict[str, int] | None:
         """Usage summed over one branch, or over all branches when ``branch_id`` is falsy.
@@ -380,12 +571,23 @@ class DjangoSession(SessionABC):
         """
         if branch_name is not None and not branch_name.strip():
             raise ValueError("Branch name cannot be empty")
+        if self._strict_text and isinstance(branch_name, str):
+            _check_storable(self.session_id, branch_name, [], [])
         new_branch, source, content = await _await_mutation(
             self._hop(self._create_branch_sync, turn_number, branch_name)
         )
-        self._logger.debug(
-            "Created branch %r from turn %s (%r) of %r", new_branch, turn_number, content, source
-        )
+        if _debug.DONT_LOG_MODEL_DATA:  # the turn's text is model data (as in the SDK)
+            self._logger.debug(
+                "Created branch %r from turn %s of %r", new_branch, turn_number, source
+            )
+        else:
+            self._logger.debug(
+                "Created branch %r from turn %s (%r) of %r",
+                new_branch,
+                turn_number,
+                content,
+                source,
+            )
         return new_branch
 
     async def create_branch_from_content(
@@ -514,6 +716,11 @@ class DjangoSession(SessionABC):
         )
 
     @functools.cached_property
+    def _strict_text(self) -> bool:
+        """PostgreSQL: check ids and items before writing (see ``_check_storable``)."""
+        return bool(connections[self.using].vendor == "postgresql")
+
+    @functools.cached_property
     def _sql(self) -> SessionSQL:
         """The statements for this session's database (looked up once per instance)."""
         return self._writer.sql
@@ -628,14 +835,32 @@ class DjangoSession(SessionABC):
                 target = self._write_target(branch_id, generation)
                 self._writer.append(target, payloads, labels)
         except DataError as exc:
-            if connections[self.using].vendor == "postgresql":
-                # jsonb holds JSON values, so some of what json.dumps writes cannot be stored:
-                # NUL characters, lone surrogates, NaN/Infinity. Nothing was written.
-                raise ValueError(
-                    f"PostgreSQL's jsonb cannot store this item ({exc}). It holds strict JSON: "
-                    "no NUL characters (\\u0000), lone surrogates or NaN/Infinity."
-                ) from exc
-            raise
+            raise _jsonb_error(exc, self.using) from exc
+
+    @_db_operation
+    def _branch_anchor_sync(self) -> BranchAnchor:
+        self._check_not_closed()
+        generation = self._durable_generation()
+        self._observe_generation(generation)
+        branch = self._current_branch_id
+        had_rows = self._structure().filter(branch_id=branch).exists()
+        return BranchAnchor(branch_id=branch, generation=generation, had_rows=had_rows)
+
+    @_db_operation
+    def _add_items_at_sync(
+        self, payloads: list[RawJSON], labels: list[classify.ItemLabel], anchor: BranchAnchor
+    ) -> None:
+        self._check_not_closed()
+        branch, sid = anchor.branch_id, self.session_id
+        try:
+            with transaction.atomic(using=self.using):
+                if self._writer.lock() != anchor.generation:
+                    raise BranchGone(SESSION_CLEARED_DURING.format(session=sid))
+                if anchor.had_rows and not self._structure().filter(branch_id=branch).exists():
+                    raise BranchGone(BRANCH_GONE_DURING.format(branch=branch, session=sid))
+                self._writer.append(branch, payloads, labels)
+        except DataError as exc:
+            raise _jsonb_error(exc, self.using) from exc
 
     @_db_operation
     def _pop_item_sync(self, branch_id: str, generation: int | None) -> Any:
@@ -685,8 +910,8 @@ class DjangoSession(SessionABC):
             return None
         try:
             return RawJSON(json.dumps(details.__dict__))
-        except (TypeError, ValueError, AttributeError):
-            self._logger.warning("Failed to serialize %s", attribute, exc_info=True)
+        except (TypeError, ValueError, AttributeError) as exc:
+            log_model_action_warning(self._logger, f"Failed to serialize {attribute}", exc)
             return None
 
     @_db_operation

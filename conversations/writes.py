@@ -579,6 +579,7 @@ def session_copy(*, source: AgentSession, new_session_id: str, using: str) -> in
     session_id = source.session_id
     # The source's ids first (data written without reservations), main always among them.
     original = SessionWriter(session_id, using=using)
+    original.lock()  # a consistent copy: no writer of the source runs meanwhile
     original.reserve([MAIN_BRANCH, *original.branches_with_rows()])
     writer = SessionWriter(new_session_id, using=using)
     writer.lock()

@@ -9,46 +9,71 @@ small private ``database_sync_to_async`` methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
+from importlib import import_module
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote
 
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser, PermissionsMixin
+from django.contrib.auth import get_user, get_user_model
+from django.http import HttpRequest
 
 from conversations.models import MAIN_BRANCH
-from conversations.permissions import CHAT, VIEW
+from conversations.permissions import CHAT_PERMISSIONS, VIEW_PERMISSIONS, holds_all
+from conversations.session import BranchAnchor
+from conversations.text import text_problem
 from dashboard.agents import backend_label, get_agent
 
 from . import protocol
 from .batching import DeltaBatcher
+from .context import ChatContext
+from .limits import max_turns_per_user, user_turn_slot
 from .locks import turn_guard
 from .protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
     ERR_BAD_JSON,
+    ERR_BAD_TEXT,
     ERR_BAD_TURN,
     ERR_EMPTY,
+    ERR_FORBIDDEN,
+    ERR_LISTEN_ONLY,
+    ERR_LOGGED_OUT,
     ERR_TOO_LARGE,
+    ERR_TOO_MANY_TURNS,
     ERR_UNKNOWN,
     MAX_FRAME_BYTES,
     MAX_ID_CHARS,
     MAX_MESSAGE_BYTES,
+    MAX_TURN,
     RETRY_HINT,
     Message,
     group_name,
 )
-from .turns import TurnInput, TurnTimeout, fork_branch, notify, run_turn, turn_input
+from .turns import (
+    TurnInput,
+    TurnRefused,
+    TurnTimeout,
+    fork_branch,
+    notify,
+    run_turn,
+    turn_anchor,
+    turn_input,
+)
 
-__all__ = ["ChatConsumer", "SessionLiveConsumer"]
+__all__ = ["DEFAULT_AUTH_RECHECK_SECONDS", "ChatConsumer", "SessionLiveConsumer"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a socket trusts its last authorisation check (``FORKVIEW_SOCKET_AUTH_RECHECK``).
+DEFAULT_AUTH_RECHECK_SECONDS = 3.0
 
 # Turns outlive a dropped socket (they finish and are stored): keep their tasks referenced.
 _RUNNING_TURNS: set[asyncio.Task[None]] = set()
@@ -70,28 +95,44 @@ def _route_session_id(scope: Mapping[str, Any], prefix: str) -> str:
     return session_id
 
 
-class _AuthorizedConsumer(AsyncJsonWebsocketConsumer):
-    """Accept only logged-in users with ``permission``; close with 4401/4403 otherwise."""
+def _recheck_seconds() -> float:
+    return float(getattr(settings, "FORKVIEW_SOCKET_AUTH_RECHECK", DEFAULT_AUTH_RECHECK_SECONDS))
 
-    permission: ClassVar[str]
+
+class _AuthorizedConsumer(AsyncJsonWebsocketConsumer):
+    """Accept only active, logged-in users holding ``permissions``; keep checking it.
+
+    ``connect`` closes with 4401 (not logged in) / 4403 (lacking a permission) / 4400 (bad
+    ids). Afterwards every incoming frame re-checks the same thing (a fresh user row, its
+    permissions, and that the login session the socket was opened with still holds this user),
+    trusting a passing check for ``FORKVIEW_SOCKET_AUTH_RECHECK`` seconds; a failing check sends
+    an ``error`` and closes with 4401 / 4403. A refused or closed socket dispatches nothing.
+    """
+
+    permissions: ClassVar[tuple[str, ...]]
     route_prefix: ClassVar[str]
     session_id: str
     branch_id: str
+    #: Set once ``connect`` accepted the user; cleared when a re-check fails.
+    authorised: bool = False
+    _trusted_until: float = 0.0
+    _user: Any = None
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            await self._refuse(CLOSE_UNAUTHENTICATED)
-            return
-        if not await self._has_perm(user, self.permission):
-            await self._refuse(CLOSE_FORBIDDEN)
+        code = await self._authorisation()
+        if code is not None:
+            await self._refuse(code)
             return
         self.session_id = _route_session_id(self.scope, self.route_prefix)
         query = parse_qs(self.scope.get("query_string", b"").decode("utf-8", "replace"))
         self.branch_id = (query.get("branch") or [MAIN_BRANCH])[0] or MAIN_BRANCH
-        if not self.session_id or len(self.session_id) > MAX_ID_CHARS:
+        ids = (self.session_id, self.branch_id)
+        # No stored id holds NUL (PostgreSQL's text cannot; the SDK never writes one).
+        if not self.session_id or any(len(i) > MAX_ID_CHARS or "\x00" in i for i in ids):
             await self._refuse(CLOSE_BAD_REQUEST)
             return
+        self.authorised = True
+        self._trusted_until = time.monotonic() + _recheck_seconds()
         await self.connected()
 
     async def connected(self) -> None:
@@ -102,11 +143,71 @@ class _AuthorizedConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def still_authorised(self) -> bool:
+        """Re-check (at most every few seconds); on failure send ``error`` and close."""
+        if not self.authorised:
+            return False
+        if time.monotonic() < self._trusted_until:
+            return True
+        code = await self._authorisation()
+        if code is None:
+            self._trusted_until = time.monotonic() + _recheck_seconds()
+            return True
+        self.authorised = False
+        await self.revoked()
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await self.send_json(
+                protocol.error(ERR_LOGGED_OUT if code == CLOSE_UNAUTHENTICATED else ERR_FORBIDDEN)
+            )
+            await self.close(code=code)
+        return False
+
+    async def revoked(self) -> None:
+        """Hook: the socket's user is no longer authorised (called before it is closed)."""
+
     @database_sync_to_async
-    def _has_perm(self, user: AbstractBaseUser | AnonymousUser, permission: str) -> bool:
-        # The scope's user is a lazy proxy: isinstance sees (and loads) the real user. A user
-        # model without Django's PermissionsMixin has no permissions to check.
-        return isinstance(user, PermissionsMixin | AnonymousUser) and user.has_perm(permission)
+    def _authorisation(self) -> int | None:
+        """``None`` if the socket's user may use it now, else the close code.
+
+        The scope's user was loaded once, at connect: read it again. When the scope carries a
+        Django session (``AuthMiddlewareStack``, as ``dashboard.asgi`` mounts it), that session
+        must still exist and still log this user in (Django's ``get_user``: the backend drops
+        inactive users, the session hash drops sessions of a changed password); a scope
+        without one (an app mounted without session auth) re-reads the user row.
+        """
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return CLOSE_UNAUTHENTICATED
+        session = self.scope.get("session")
+        current: Any
+        if session is not None:
+            key = session.session_key
+            if not key:
+                return CLOSE_UNAUTHENTICATED
+            request = HttpRequest()
+            request.session = import_module(settings.SESSION_ENGINE).SessionStore(session_key=key)
+            current = get_user(request)
+            if not current.is_authenticated or current.pk != user.pk:
+                return CLOSE_UNAUTHENTICATED
+        else:
+            current = get_user_model()._default_manager.filter(pk=user.pk).first()
+            if current is None or not current.is_active:
+                return CLOSE_UNAUTHENTICATED
+        if not holds_all(current, self.permissions):
+            return CLOSE_FORBIDDEN
+        self._user = current
+        return None
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        if not await self.still_authorised():
+            return  # refused or revoked: the frame is dropped, never dispatched
+        await self.receive_frame(text_data)
+
+    async def receive_frame(self, text_data: str | None) -> None:
+        """An incoming frame of an authorised socket."""
+        raise NotImplementedError
 
 
 _Handler = Callable[["ChatConsumer", Message], Awaitable[None]]
@@ -115,12 +216,17 @@ _Handler = Callable[["ChatConsumer", Message], Awaitable[None]]
 class ChatConsumer(_AuthorizedConsumer):
     """``/ws/chat/<session_id>/?branch=<branch_id>``: continue, fork and regenerate turns."""
 
-    permission = CHAT
+    permissions = CHAT_PERMISSIONS
     route_prefix = "/ws/chat/"
 
     async def connected(self) -> None:
         self._open = True
         self._turn: asyncio.Task[None] | None = None
+        # The branch as this client sees it: a turn is refused if it is renamed or deleted
+        # (or the session cleared) from now on, instead of recreating it.
+        self._anchor: BranchAnchor | None = await turn_anchor(
+            session_id=self.session_id, branch_id=self.branch_id
+        )
         await self.accept()
         label = await self._backend_label()
         await self.send_json(
@@ -137,24 +243,36 @@ class ChatConsumer(_AuthorizedConsumer):
         # A running turn is not cancelled: it finishes, is stored once and notified.
         self._open = False
 
+    async def revoked(self) -> None:
+        # The running turn (if any) goes on and is stored once; it just stops talking here.
+        self._open = False
+
     # ---- Incoming -----------------------------------------------------------------------------
 
-    async def receive(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
-    ) -> None:
-        # Check the size before decoding, so a huge frame costs no JSON parse.
+    async def receive_frame(self, text_data: str | None) -> None:
+        content = await self._decoded(text_data)
+        if content is not None:
+            await self.receive_json(content)
+
+    async def _decoded(self, text_data: str | None) -> Message | None:
+        """The frame as a JSON object, or ``None`` after an ``error``.
+
+        The size is checked before decoding, so a huge frame costs no JSON parse; deep nesting
+        (``RecursionError``) and numbers past Python's digit limit (``ValueError``) are bad
+        JSON like any other.
+        """
         if text_data is None or len(text_data) > MAX_FRAME_BYTES:
             await self._error(ERR_TOO_LARGE if text_data else ERR_BAD_JSON)
-            return
+            return None
         try:
             content = json.loads(text_data)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             await self._error(ERR_BAD_JSON)
-            return
+            return None
         if not isinstance(content, dict):
             await self._error(ERR_BAD_JSON)
-            return
-        await self.receive_json(content)
+            return None
+        return content
 
     async def receive_json(self, content: Message, **kwargs: Any) -> None:
         kind = content.get("type")
@@ -163,14 +281,17 @@ class ChatConsumer(_AuthorizedConsumer):
             await self._error(ERR_UNKNOWN)
             return
         if self._turn is not None and not self._turn.done():
-            await self.send_json(protocol.busy())
+            await self._send(protocol.busy())
             return
         await handler(self, content)
 
     async def _on_user_message(self, content: Message) -> None:
         text = await self._checked_text(content)
-        if text is not None:
-            self._start(text, self.branch_id)
+        if text is None:
+            return
+        slot = await self._slot()
+        if slot is not None:
+            self._start(text, self.branch_id, slot)
 
     async def _on_fork(self, content: Message) -> None:
         """Edit-and-resubmit: branch from turn N (turns < N kept), send the new text as N."""
@@ -178,17 +299,13 @@ class ChatConsumer(_AuthorizedConsumer):
         turn = await self._checked_turn(content)
         if text is None or turn is None:
             return
-        if await self._branch_from(turn) is not None:
-            self._start(text, self.branch_id)
+        await self._fork_and_start(turn, text)
 
     async def _on_regenerate(self, content: Message) -> None:
         """Branch from turn N and resend that turn's user message."""
         turn = await self._checked_turn(content)
-        if turn is None:
-            return
-        original = await self._branch_from(turn)
-        if original is not None:
-            self._start(turn_input(original), self.branch_id)
+        if turn is not None:
+            await self._fork_and_start(turn, None)
 
     _handlers: ClassVar[dict[str, _Handler]] = {
         protocol.USER_MESSAGE: _on_user_message,
@@ -196,22 +313,56 @@ class ChatConsumer(_AuthorizedConsumer):
         protocol.REGENERATE: _on_regenerate,
     }
 
+    async def _fork_and_start(self, turn: int, text: str | None) -> None:
+        """Branch from ``turn`` and run ``text`` (or the turn's own message) on the new branch.
+
+        The user's turn slot is taken first, so a user over the cap creates no branch.
+        """
+        slot = await self._slot()
+        if slot is None:
+            return
+        try:
+            original = await self._branch_from(turn)
+        except BaseException:
+            await slot.aclose()
+            raise
+        if original is None:
+            await slot.aclose()
+            return
+        self._start(text if text is not None else turn_input(original), self.branch_id, slot)
+
     async def _checked_text(self, content: Message) -> str | None:
         text = content.get("text")
         if not isinstance(text, str) or not text.strip():
             await self._error(ERR_EMPTY)
             return None
-        if len(text.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES:
+        problem = text_problem(text)
+        if problem is not None:
+            await self._error(f"{ERR_BAD_TEXT} Found {problem}.")
+            return None
+        if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
             await self._error(ERR_TOO_LARGE)
             return None
         return text
 
     async def _checked_turn(self, content: Message) -> int | None:
         turn = content.get("turn")
-        if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+        if isinstance(turn, bool) or not isinstance(turn, int) or not 1 <= turn <= MAX_TURN:
             await self._error(ERR_BAD_TURN)
             return None
         return turn
+
+    async def _slot(self) -> contextlib.AsyncExitStack | None:
+        """One of the user's concurrent-turn slots (held until the turn ends), or ``None``
+        after an ``error`` when all are taken."""
+        await aclose_old_connections()
+        stack = contextlib.AsyncExitStack()
+        acquired = await stack.enter_async_context(user_turn_slot(self._user.pk))
+        if acquired:
+            return stack
+        await stack.aclose()
+        await self._error(ERR_TOO_MANY_TURNS.format(limit=max_turns_per_user()))
+        return None
 
     async def _branch_from(self, turn: int) -> Any:
         """Create a branch from ``turn``; switch the socket to it; return the turn's content.
@@ -234,35 +385,53 @@ class ChatConsumer(_AuthorizedConsumer):
             "turn": turn,
         }
         self.branch_id = new_branch
+        self._anchor = await turn_anchor(session_id=self.session_id, branch_id=new_branch)
         await self._send(message)
         await notify(self.session_id, message)
         return content
 
     # ---- Running a turn -------------------------------------------------------------------------
 
-    def _start(self, input: TurnInput, branch_id: str) -> None:
-        task = asyncio.ensure_future(self._run(input, branch_id))
+    def _start(self, input: TurnInput, branch_id: str, slot: contextlib.AsyncExitStack) -> None:
+        context = ChatContext(user=self._user, session_id=self.session_id, branch_id=branch_id)
+        task = asyncio.ensure_future(self._run(input, branch_id, slot, context))
         self._turn = task
         _RUNNING_TURNS.add(task)
         task.add_done_callback(_RUNNING_TURNS.discard)
 
-    async def _run(self, input: TurnInput, branch_id: str) -> None:
+    async def _run(
+        self,
+        input: TurnInput,
+        branch_id: str,
+        slot: contextlib.AsyncExitStack,
+        context: ChatContext,
+    ) -> None:
+        """Run the turn under the user's slot and the branch's guard, then report it.
+
+        Both are released before ``turn_complete`` (or the ``error``) is sent: a client that
+        sends its next message as soon as it hears the turn ended is never told ``busy``.
+        """
         await aclose_old_connections()
         emit = DeltaBatcher(self._send)
+        anchor = self._anchor if self._anchor and self._anchor.branch_id == branch_id else None
         try:
-            async with turn_guard(self.session_id, branch_id) as acquired:
+            async with slot, turn_guard(self.session_id, branch_id) as acquired:
                 if not acquired:
-                    await self._send(protocol.busy())
-                    return
-                outcome = await run_turn(
-                    session_id=self.session_id,
-                    branch_id=branch_id,
-                    input=input,
-                    emit=emit,
-                    timeout=getattr(settings, "FORKVIEW_TURN_TIMEOUT", 120),
-                )
+                    outcome = None
+                else:
+                    outcome = await run_turn(
+                        session_id=self.session_id,
+                        branch_id=branch_id,
+                        input=input,
+                        emit=emit,
+                        timeout=getattr(settings, "FORKVIEW_TURN_TIMEOUT", 120),
+                        context=context,
+                        anchor=anchor,
+                    )
         except TurnTimeout as exc:
             await emit(protocol.error(f"{exc} {RETRY_HINT}"))
+        except TurnRefused as exc:
+            await emit(protocol.error(str(exc)))
         except Exception as exc:
             logger.exception("Chat turn failed on %r / %r", self.session_id, branch_id)
             detail = str(exc).strip()[:300] or type(exc).__name__
@@ -270,6 +439,11 @@ class ChatConsumer(_AuthorizedConsumer):
                 protocol.error(f"The model failed: {type(exc).__name__}: {detail}. {RETRY_HINT}")
             )
         else:
+            if outcome is None:
+                await self._send(protocol.busy())
+                return
+            if self.branch_id == branch_id:
+                self._anchor = outcome.anchor
             await emit(outcome.message())
 
     # ---- Outgoing -------------------------------------------------------------------------------
@@ -293,10 +467,17 @@ class ChatConsumer(_AuthorizedConsumer):
 
 
 class SessionLiveConsumer(_AuthorizedConsumer):
-    """``/ws/sessions/<session_id>/``: forwards ``turn_complete`` and ``branch_created``."""
+    """``/ws/sessions/<session_id>/``: forwards ``turn_complete`` and ``branch_created``.
 
-    permission = VIEW
+    Viewers only listen: any frame gets an ``error`` (after the authorisation re-check), and
+    so does nothing else; each forwarded event re-checks the viewer too, so a viewer who lost
+    the permission hears nothing more.
+    """
+
+    permissions = VIEW_PERMISSIONS
     route_prefix = "/ws/sessions/"
+
+    group: str | None = None
 
     async def connected(self) -> None:
         self.group = group_name(self.session_id)
@@ -304,12 +485,18 @@ class SessionLiveConsumer(_AuthorizedConsumer):
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
-        group = getattr(self, "group", None)
+        group, self.group = self.group, None
         if group is not None:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content: Any, **kwargs: Any) -> None:
-        """Viewers only listen."""
+    async def revoked(self) -> None:
+        await self.disconnect(CLOSE_FORBIDDEN)  # leave the group: hear nothing more
+
+    async def receive_frame(self, text_data: str | None) -> None:
+        # Not even parsed: no frame means anything here.
+        with contextlib.suppress(Exception):
+            await self.send_json(protocol.error(ERR_LISTEN_ONLY))
 
     async def session_event(self, event: dict[str, Any]) -> None:
-        await self.send_json(event["message"])
+        if await self.still_authorised():
+            await self.send_json(event["message"])

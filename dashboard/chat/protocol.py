@@ -14,6 +14,8 @@ from typing import Any, Final
 from agents import ItemHelpers, MessageOutputItem
 from agents.stream_events import StreamEvent
 
+from conversations.text import BAD_TEXT_ERROR
+
 __all__ = [
     "BRANCH_CREATED",
     "BUSY",
@@ -23,16 +25,22 @@ __all__ = [
     "DELTA",
     "ERROR",
     "ERR_BAD_JSON",
+    "ERR_BAD_TEXT",
     "ERR_BAD_TURN",
     "ERR_BUSY",
     "ERR_EMPTY",
+    "ERR_FORBIDDEN",
+    "ERR_LISTEN_ONLY",
+    "ERR_LOGGED_OUT",
     "ERR_TOO_LARGE",
+    "ERR_TOO_MANY_TURNS",
     "ERR_UNKNOWN",
     "FORK",
     "MAX_FRAME_BYTES",
     "MAX_ID_CHARS",
     "MAX_MESSAGE_BYTES",
     "MAX_TOOL_OUTPUT_CHARS",
+    "MAX_TURN",
     "MESSAGE",
     "READY",
     "REGENERATE",
@@ -75,12 +83,16 @@ ERROR: Final = "error"
 MAX_MESSAGE_BYTES: Final = 32 * 1024
 #: A whole incoming frame (JSON escaping can double a message's size); checked before parsing.
 MAX_FRAME_BYTES: Final = 2 * MAX_MESSAGE_BYTES
-#: A session id in the URL.
+#: A session id in the URL, and a branch id (``?branch=``).
 MAX_ID_CHARS: Final = 1024
+#: The largest ``turn`` a ``fork`` / ``regenerate`` may name (a 32-bit column's range).
+MAX_TURN: Final = 2**31 - 1
 #: A tool's output in a ``tool_output`` message.
 MAX_TOOL_OUTPUT_CHARS: Final = 4000
 
-# Refusals accept, then close with one of these, so browsers can read the reason.
+# Refusals accept, then close with one of these, so browsers can read the reason. An open
+# socket whose user is no longer authorised (re-checked on every frame) gets an ``error``
+# first, then the same codes: 4401 logged out / deactivated, 4403 permission withdrawn.
 CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_UNAUTHENTICATED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
@@ -93,6 +105,14 @@ ERR_BUSY: Final = "Another turn is already running on this branch; wait for it t
 ERR_UNKNOWN: Final = "Unknown message type."
 ERR_BAD_JSON: Final = "Messages must be JSON objects."
 ERR_BAD_TURN: Final = "'turn' must be a positive integer."
+ERR_BAD_TEXT: Final = BAD_TEXT_ERROR
+ERR_TOO_MANY_TURNS: Final = (
+    "You already have the most chat turns running at once that you may ({limit}); "
+    "wait for one to finish, then send again. Nothing was stored."
+)
+ERR_LISTEN_ONLY: Final = "This socket only sends session updates; it accepts no messages."
+ERR_LOGGED_OUT: Final = "Your login has ended (logged out or deactivated); sign in again."
+ERR_FORBIDDEN: Final = "You no longer have permission to use this socket."
 RETRY_HINT: Final = "Nothing was stored; send again to retry."
 
 

@@ -19,7 +19,12 @@ is exactly as before and the user can simply resend. A server crash mid-turn als
 only the unfinished turn.
 
 Concurrency: the caller holds :func:`dashboard.chat.locks.turn_guard` for (session, branch) around
-:func:`run_turn`, so turns on one branch never interleave, across processes.
+:func:`run_turn`, so turns on one branch never interleave, across processes, and staff edits
+of the session or branch wait for the turn (``conversations.turnlocks``). The turn also
+anchors itself (``DjangoSession.branch_anchor``) and commits with
+``DjangoSession.add_items_at``: if its branch was renamed or deleted, or its session deleted
+or cleared, before or while it ran, nothing is stored and :class:`TurnRefused` says why. A
+turn never recreates a deleted session or branch, and never lands on a renamed branch's old id.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from django.db.models import Max
 
 from conversations.items import decode
 from conversations.models import MAIN_BRANCH, MessageStructure
-from conversations.session import DjangoSession
+from conversations.session import BranchAnchor, BranchGone, DjangoSession
 from dashboard.agents import get_agent, run_config
 
 from .context import ChatContext
@@ -51,10 +56,12 @@ __all__ = [
     "TurnBuffer",
     "TurnInput",
     "TurnOutcome",
+    "TurnRefused",
     "TurnTimeout",
     "fork_branch",
     "notify",
     "run_turn",
+    "turn_anchor",
     "turn_input",
 ]
 
@@ -68,6 +75,13 @@ TurnInput = str | list[TResponseInputItem]
 
 class TurnTimeout(Exception):
     """The model did not finish the turn in time (nothing was stored)."""
+
+
+class TurnRefused(Exception):
+    """The turn's branch or session went away (renamed, deleted, cleared): nothing stored.
+
+    Its text is meant for the chat user as it is (one line, no traceback).
+    """
 
 
 def _copy(items: list[TResponseInputItem]) -> list[TResponseInputItem]:
@@ -116,11 +130,20 @@ class TurnBuffer(SessionABC):
         self.pending.clear()
         await self.inner.clear_session()
 
-    async def commit(self) -> int:
-        """Write the pending items to the branch in one transaction; return how many."""
+    async def commit(self, anchor: BranchAnchor | None = None) -> int:
+        """Write the pending items to the branch in one transaction; return how many.
+
+        With ``anchor``, only if the branch is still the one the turn started on.
+
+        Raises:
+            BranchGone: ``anchor``'s branch or session went away (nothing was written).
+        """
         items, self.pending = self.pending, []
         if items:
-            await self.inner.add_items(items)
+            if anchor is None:
+                await self.inner.add_items(items)
+            else:
+                await self.inner.add_items_at(items, anchor)
         return len(items)
 
 
@@ -138,6 +161,8 @@ class TurnOutcome:
     final_output: str
     items_stored: int
     events: int = field(default=0, compare=False)
+    #: The branch after this turn, for the next turn's ``anchor``.
+    anchor: BranchAnchor | None = field(default=None, compare=False)
 
     def message(self) -> Message:
         """The ``turn_complete`` message of this turn."""
@@ -168,6 +193,7 @@ async def run_turn(
     using: str = "default",
     notify_viewers: bool = True,
     context: ChatContext | None = None,
+    anchor: BranchAnchor | None = None,
 ) -> TurnOutcome:
     """Run one streamed turn on (session, branch), store it whole, return its outcome.
 
@@ -183,13 +209,25 @@ async def run_turn(
         notify_viewers: Send ``turn_complete`` to the session's group afterwards.
         context: The SDK run context (who is acting); tools read it from their
             ``RunContextWrapper``.
+        anchor: The branch as the client last saw it (:func:`turn_anchor` when the socket
+            opened, then ``outcome.anchor`` of each turn): the turn is refused if the session
+            was cleared or deleted, or the branch renamed or deleted, since. ``None``: as the
+            turn starts.
 
     Raises:
         TurnTimeout: The turn took longer than ``timeout`` (nothing stored).
+        TurnRefused: The branch was renamed or deleted, or the session deleted or cleared,
+            before or during the turn (nothing stored; the model is not called if before).
         Exception: Whatever the model or a tool raised (nothing stored).
     """
     agent = agent if agent is not None else get_agent()
     session = DjangoSession(session_id=session_id, branch_id=branch_id, using=using)
+    if anchor is not None and anchor.branch_id != branch_id:
+        raise ValueError(f"The anchor is for branch {anchor.branch_id!r}, not {branch_id!r}")
+    try:
+        anchor = await session.branch_anchor(anchor)
+    except BranchGone as exc:
+        raise TurnRefused(str(exc)) from None
     buffer = TurnBuffer(session)
     result = Runner.run_streamed(
         agent, input, session=buffer, run_config=run_config(agent), context=context
@@ -208,7 +246,10 @@ async def run_turn(
     except BaseException:
         result.cancel()
         raise
-    stored = await buffer.commit()
+    try:
+        stored = await buffer.commit(anchor)
+    except BranchGone as exc:
+        raise TurnRefused(str(exc)) from None
     await session.store_run_usage(result)
     usage = result.context_wrapper.usage
     outcome = TurnOutcome(
@@ -224,10 +265,24 @@ async def run_turn(
         final_output=str(result.final_output or ""),
         items_stored=stored,
         events=sent,
+        anchor=BranchAnchor(
+            branch_id=branch_id,
+            generation=anchor.generation,
+            had_rows=anchor.had_rows or stored > 0,
+        ),
     )
     if notify_viewers:
         await notify(session_id, outcome.message())
     return outcome
+
+
+async def turn_anchor(
+    *, session_id: str, branch_id: str = MAIN_BRANCH, using: str = "default"
+) -> BranchAnchor:
+    """The branch as a client sees it now (when its socket opens, after a fork): pass it
+    as ``run_turn(anchor=...)`` so a turn never lands on a branch that went away since."""
+    session = DjangoSession(session_id=session_id, branch_id=branch_id, using=using)
+    return await session.branch_anchor()
 
 
 @database_sync_to_async

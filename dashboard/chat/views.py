@@ -2,7 +2,9 @@
 
 The page renders the branch's history with the review UI's selectors and partials, and
 ``static/dashboard/js/chat.js`` does the rest over ``/ws/chat/<session_id>/?branch=...``
-(protocol: docs/websocket-protocol.md). Both pages need login + the chat permission.
+(protocol: docs/websocket-protocol.md). Both pages need login and the chat permissions
+(``conversations.permissions.CHAT_PERMISSIONS``: view + continue, since continuing a
+conversation shows it); without them, 403.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Four real ``@function_tool`` tools: ``current_time``, ``calculate`` (a safe arithmetic
 evaluator, no ``eval``), ``get_weather`` (offline readings, shared with the seeded demo) and
-``search_sessions`` (the review pages' search selector). Each registers an
+``search_sessions`` (the review pages' search selector, for the acting user: it reads the
+user from the SDK run context, a :class:`dashboard.chat.context.ChatContext`, and finds nothing
+for a turn without one or for a user who may not view sessions). Each registers an
 :class:`~dashboard.demo.model.OfflineIntent`, so the offline model calls it for prompts such as
 "what time is it", "calculate 2+2*3", "weather in Lisbon" or "search sessions for refund"
 and phrases its output; the model itself knows no tool by name.
@@ -19,11 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from agents import function_tool
+from agents import RunContextWrapper, function_tool
 from channels.db import database_sync_to_async
 
 from conversations.items import DecodeError, decode
 from conversations.models import MAIN_BRANCH
+from conversations.permissions import can_view
 from dashboard.review.selectors import SearchHit, search_hits
 
 from .model import Arguments, OfflineIntent, register_intent
@@ -31,6 +34,7 @@ from .model import Arguments, OfflineIntent, register_intent
 __all__ = [
     "DEMO_TOOLS",
     "DEMO_WEATHER",
+    "NOT_ALLOWED",
     "calculate",
     "current_time",
     "evaluate",
@@ -165,13 +169,22 @@ def _hit_line(hit: SearchHit) -> str:
     return f"{hit.session_id} ({where}): {hit.snippet}"
 
 
+#: What ``search_sessions`` answers when the turn has no acting user who may view sessions.
+NOT_ALLOWED = (
+    "error: not allowed: this chat's user may not view Forkview sessions, so nothing was searched."
+)
+
+
 @database_sync_to_async
-def _search(query: str) -> tuple[SearchHit, ...]:
+def _search(user: object, query: str) -> tuple[SearchHit, ...] | None:
+    """The hits ``user`` may see (``None``: may see none). Sync ORM: runs in a worker thread."""
+    if not can_view(user):
+        return None
     return search_hits(query=query, limit=_SEARCH_HITS)
 
 
 @function_tool
-async def search_sessions(query: str) -> str:
+async def search_sessions(wrapper: RunContextWrapper[Any], query: str) -> str:
     """Search the messages of past Forkview sessions for words or a phrase.
 
     Args:
@@ -180,8 +193,12 @@ async def search_sessions(query: str) -> str:
     query = query.strip()
     if not query:
         return "error: empty query"
-    # Tools run on the event loop: the search selector (ORM) runs in a worker thread.
-    hits = await _search(query)
+    # Who is acting comes from the run context (the chat passes a ChatContext); no context,
+    # no user: nothing is readable. Never an unrestricted query.
+    user = getattr(wrapper.context, "user", None)
+    hits = await _search(user, query)
+    if hits is None:
+        return NOT_ALLOWED
     if not hits:
         return "no sessions found."
     return "; ".join(map(_hit_line, hits))

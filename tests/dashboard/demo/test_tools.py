@@ -12,8 +12,10 @@ from django.db import connections
 
 from conversations.session import DjangoSession
 from dashboard import agents
+from dashboard.chat.context import ChatContext
 from dashboard.chat.turns import run_turn
-from dashboard.demo.tools import calculate, evaluate, safe_eval, search_sessions
+from dashboard.demo.tools import NOT_ALLOWED, calculate, evaluate, safe_eval, search_sessions
+from tests.conftest import grant
 
 
 @pytest.fixture
@@ -76,9 +78,29 @@ async def _close_worker_connections():
     await sync_to_async(connections.close_all)()
 
 
+def _user(django_user_model, name: str, *codenames: str):
+    user = django_user_model.objects.create_user(username=name, password="pw-123456789")
+    grant(user, *codenames)
+    return django_user_model.objects.get(pk=user.pk)
+
+
+@pytest.fixture
+def acting(django_user_model):
+    """A run context whose user may view and chat (what the chat passes)."""
+
+    def make(*codenames: str, name: str = "acting") -> ChatContext:
+        user = _user(django_user_model, name, *codenames)
+        return ChatContext(user=user, session_id="chat-1", branch_id="main")
+
+    return make
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_search_sessions_tool_queries_stored_sessions(offline_env, _close_worker_connections):
+async def test_search_sessions_tool_queries_stored_sessions(
+    offline_env, _close_worker_connections, acting
+):
+    context = await sync_to_async(acting)("view_agentsession", "continue_conversation")
     await DjangoSession(session_id="refunds-2024").add_items(
         [
             {"role": "user", "content": "I want a REFUND for order 7"},
@@ -94,7 +116,11 @@ async def test_search_sessions_tool_queries_stored_sessions(offline_env, _close_
         events.append(message)
 
     outcome = await run_turn(
-        session_id="chat-1", input="search sessions for refund", emit=emit, agent=agent
+        session_id="chat-1",
+        input="search sessions for refund",
+        emit=emit,
+        agent=agent,
+        context=context,
     )
     calls = [m for m in events if m["type"] == "tool_call"]
     assert calls[0]["name"] == "search_sessions"
@@ -112,23 +138,55 @@ def test_search_sessions_calls_the_review_pages_search_selector():
     assert tools.search_hits is search.search_hits  # one search implementation
 
 
-async def _search(query: str) -> str:
+async def _search(query: str, run_context: object = None) -> str:
     """Invoke the tool as the Runner does (arguments as JSON text)."""
     arguments = json.dumps({"query": query})
     context = ToolContext(
-        context=None, tool_name="search_sessions", tool_call_id="c1", tool_arguments=arguments
+        context=run_context,
+        tool_name="search_sessions",
+        tool_call_id="c1",
+        tool_arguments=arguments,
     )
     return await search_sessions.on_invoke_tool(context, arguments)
 
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_search_sessions_output_is_plain_text_with_the_branch(_close_worker_connections):
+async def test_search_sessions_output_is_plain_text_with_the_branch(
+    _close_worker_connections, acting
+):
+    reader = await sync_to_async(acting)("view_agentsession")
     session = DjangoSession(session_id="shop <b>")
     await session.add_items([{"role": "user", "content": "where is my parcel?"}])
     await session.create_branch_from_turn(1, "retry")
     await session.add_items([{"role": "user", "content": "Parcel & refund <now>"}])
     # No <mark>, nothing escaped: plain text for the model.
-    assert await _search("refund") == "shop <b> (retry, turn 1): Parcel & refund <now>"
-    assert await _search("zebra") == "no sessions found."
-    assert await _search("  ") == "error: empty query"
+    assert await _search("refund", reader) == "shop <b> (retry, turn 1): Parcel & refund <now>"
+    assert await _search("zebra", reader) == "no sessions found."
+    assert await _search("  ", reader) == "error: empty query"
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_search_sessions_reads_nothing_without_a_user_who_may_view(
+    _close_worker_connections, acting, django_user_model
+):
+    """No run context, a context without a user, a chat-only user, an inactive viewer: the
+    tool searches nothing and says so (issue 12, hole 1)."""
+    await DjangoSession(session_id="secret").add_items(
+        [{"role": "user", "content": "the launch code is PLANTED-SECRET-42"}]
+    )
+    chat_only = await sync_to_async(acting)("continue_conversation", name="chat-only")
+    inactive = await sync_to_async(acting)("view_agentsession", name="gone")
+    await sync_to_async(django_user_model.objects.filter(pk=inactive.user.pk).update)(
+        is_active=False
+    )
+    inactive = ChatContext(
+        user=await sync_to_async(django_user_model.objects.get)(pk=inactive.user.pk),
+        session_id="chat-1",
+        branch_id="main",
+    )
+    for run_context in (None, object(), chat_only, inactive):
+        output = await _search("PLANTED-SECRET-42", run_context)
+        assert output == NOT_ALLOWED
+        assert "PLANTED" not in output
