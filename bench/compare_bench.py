@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import statistics
@@ -86,11 +85,9 @@ def _answer(text: str) -> dict[str, Any]:
     }
 
 
-def _deep(n: int) -> Any:
-    value: Any = "bottom"
-    for _ in range(n):
-        value = {"k": [value]}
-    return value
+def _deep(n: int) -> str:
+    """JSON text nested ``n`` levels deep (built as text: ``json.dumps`` would recurse)."""
+    return '{"k": [' * n + '"bottom"' + "]}" * n
 
 
 async def _add(session: Any, items: list[dict[str, Any]]) -> None:
@@ -139,7 +136,7 @@ async def _build() -> dict[str, str]:
                 "type": "function_call",
                 "name": "deep",
                 "call_id": "d",
-                "arguments": json.dumps(_deep(5_000)),
+                "arguments": _deep(5_000),
             },
             {"type": "function_call_output", "call_id": "d", "output": "B" * 300_000},
             _answer("done"),

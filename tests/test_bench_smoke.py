@@ -1,5 +1,5 @@
-"""Smoke tests: ``bench/session_bench.py --quick`` and ``bench/chat_bench.py --quick`` run and
-print their tables.
+"""Smoke tests: ``bench/session_bench.py``, ``chat_bench.py`` and ``compare_bench.py`` run
+(``--quick``) and print their tables.
 
 Speed targets live in the benchmark's output only; nothing here asserts a timing.
 """
@@ -75,4 +75,13 @@ def test_chat_bench_quick_prints_tables(tmp_path: Path) -> None:
     assert "concurrent chats on one daphne process" in out
     assert "-- storage check after the run" in out
     met, total = _targets(out)
+    assert total >= 5, total
+
+
+def test_compare_bench_quick_prints_tables(tmp_path: Path) -> None:
+    out = _run_quick("compare_bench.py", tmp_path)
+    assert "== Bounded pages, server time" in out
+    assert "compare: 2 turns x 20,000 unique chars" in out
+    assert "fallback announced" in out  # the coarser diff is said on the page
+    _met, total = _targets(out)
     assert total >= 5, total
