@@ -111,7 +111,7 @@ def pg_admin(url: str, statements: list[str]) -> None:
             conn.execute(statement)
 
 
-def login_cookie() -> str:
+def login_cookie(username: str = "chat-bench") -> str:
     """A session cookie of a user who may chat (the real auth path, not a scope override)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission
@@ -119,7 +119,7 @@ def login_cookie() -> str:
     from conversations.permissions import APP_LABEL, CHAT_CODENAME, VIEW_CODENAME
     from tests.support.auth import cookie_header
 
-    user, _ = get_user_model().objects.get_or_create(username="chat-bench")
+    user, _ = get_user_model().objects.get_or_create(username=username)
     user.user_permissions.add(
         *Permission.objects.filter(
             content_type__app_label=APP_LABEL, codename__in=[CHAT_CODENAME, VIEW_CODENAME]
@@ -444,16 +444,21 @@ async def one_chat(
     return run
 
 
-async def run_chats(port: int, cookie: str, plan: Plan) -> tuple[list[ChatRun], float]:
-    headers = {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"}
+async def run_chats(port: int, cookies: list[str], plan: Plan) -> tuple[list[ChatRun], float]:
+    """One chat per cookie: distinct users, as a team's reviewers (one user is capped at
+    ``FORKVIEW_MAX_TURNS_PER_USER`` turns at once)."""
     line = StartLine(plan.chats)
     tasks = [
         asyncio.ensure_future(
             one_chat(
-                f"ws://127.0.0.1:{port}/ws/chat/bench-live-{i:03d}/", headers, i, plan.turns, line
+                f"ws://127.0.0.1:{port}/ws/chat/bench-live-{i:03d}/",
+                {"Cookie": cookie, "Origin": f"http://127.0.0.1:{port}"},
+                i,
+                plan.turns,
+                line,
             )
         )
-        for i in range(plan.chats)
+        for i, cookie in enumerate(cookies)
     ]
     await asyncio.wait_for(line.all_in.wait(), 120)
     started = time.perf_counter()
@@ -660,12 +665,13 @@ def main() -> int:
         checks += report_overhead(plan, overhead)
 
         print("part 2: starting daphne...", file=sys.stderr, flush=True)
+        cookies = [login_cookie(f"chat-bench-{i:03d}") for i in range(plan.chats)]
         connections.close_all()
         port = free_port()
         log = workdir / "daphne.log"
         server = start_server(port, token_delay, log)
         print(f"part 2: {plan.chats} chats x {plan.turns} turns...", file=sys.stderr, flush=True)
-        runs, wall_s = asyncio.run(run_chats(port, cookie, plan))
+        runs, wall_s = asyncio.run(run_chats(port, cookies, plan))
         stop_server(server)
         storage = check_storage(plan)
         checks += report_concurrency(plan, runs, wall_s, token_delay, storage, server_problems(log))

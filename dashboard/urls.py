@@ -9,12 +9,15 @@ from django.urls import include, path, register_converter
 from conversations import views as conversation_views
 
 from .chat import views as chat_views
+from .health import healthz
 from .links import SessionIdConverter
 
 # Every id, however hostile, has its own path (dashboard/links.py says how).
 register_converter(SessionIdConverter, "sid")
 
 urlpatterns = [
+    # For load balancers: no login, says only ok / unavailable (dashboard/health.py).
+    path("healthz", healthz, name="healthz"),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -62,6 +62,7 @@ from .turns import (
     TurnRefused,
     TurnTimeout,
     fork_branch,
+    log_turn_failure,
     notify,
     run_turn,
     turn_anchor,
@@ -433,7 +434,7 @@ class ChatConsumer(_AuthorizedConsumer):
         except TurnRefused as exc:
             await emit(protocol.error(str(exc)))
         except Exception as exc:
-            logger.exception("Chat turn failed on %r / %r", self.session_id, branch_id)
+            log_turn_failure(logger, self.session_id, branch_id, exc)
             detail = str(exc).strip()[:300] or type(exc).__name__
             await emit(
                 protocol.error(f"The model failed: {type(exc).__name__}: {detail}. {RETRY_HINT}")

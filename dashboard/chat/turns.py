@@ -32,11 +32,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent, Runner, TResponseInputItem
+from agents import Agent, Runner, TResponseInputItem, _debug
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import resolve_session_limit
 from channels.db import database_sync_to_async
@@ -59,6 +60,7 @@ __all__ = [
     "TurnRefused",
     "TurnTimeout",
     "fork_branch",
+    "log_turn_failure",
     "notify",
     "run_turn",
     "turn_anchor",
@@ -321,3 +323,34 @@ async def notify(session_id: str, message: Message) -> None:
         )
     except Exception:  # a notification must never fail the turn that was stored
         logger.warning("Could not notify viewers of %r", session_id, exc_info=True)
+
+
+def log_turn_failure(
+    target: logging.Logger, session_id: str, branch_id: str, exc: BaseException
+) -> None:
+    """Log a failed turn as the SDK logs model and tool failures (its data policies).
+
+    A model's or tool's error may quote the conversation (an API echoing its input, a tool
+    repeating its arguments). With ``DONT_LOG_MODEL_DATA`` or ``DONT_LOG_TOOL_DATA`` on (the
+    SDK's defaults) the line keeps the ids, the exception types and the stack (file, line,
+    code) and leaves out every exception message, chained ones included; with both off it
+    is an ordinary ``logger.exception`` line.
+    """
+    where = f"Chat turn failed on {session_id!r} / {branch_id!r}"
+    if not (_debug.DONT_LOG_MODEL_DATA or _debug.DONT_LOG_TOOL_DATA):
+        target.error("%s", where, exc_info=(type(exc), exc, exc.__traceback__))
+        return
+    chain: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        chain.append(f"{type(current).__qualname__} (message redacted)\n{frames}")
+        current = current.__cause__ or current.__context__
+    target.error(
+        "%s: %s [DONT_LOG_MODEL_DATA]\nTraceback (most recent call last, innermost first):\n%s",
+        where,
+        type(exc).__qualname__,
+        "".join(chain).rstrip(),
+    )

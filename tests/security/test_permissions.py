@@ -64,6 +64,8 @@ GET_MATRIX: dict[str, tuple[str, ...]] = {
     # Sign-in: anyone may see the form; a logged-in user is sent home.
     "accounts/login/": ("200", "home", "home", "home", "home", "home"),
     "accounts/logout/": ("405",) * 6,  # POST only (Django 5)
+    # For load balancers: no login, answers only ok / unavailable (tests/dashboard/test_health.py).
+    "healthz": ("200",) * 6,
     # Exports (conversations/views.py): view permission.
     "sessions/<sid:session_id>/export/<str:fmt>/": _REVIEW,
     "sessions/<path:session_id>/export/<str:fmt>/": _REVIEW,
