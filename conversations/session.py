@@ -80,6 +80,7 @@ from .models import (
     TurnUsage,
 )
 from .sql import SessionSQL
+from .text import column_problem
 from .writes import SessionWriter, UsageRow
 
 if TYPE_CHECKING:
@@ -228,6 +229,9 @@ TEXT_ERROR = (
     "(\\u0000) and no lone surrogates. Nothing was written."
 )
 _NON_JSON_CONSTANT = re.compile(r"(?:NaN|-?Infinity)")
+# A NUL escape in ``json.dumps`` output: "\u0000" after an even number of backslashes (an
+# odd one would make it the text "\\u0000"; json.dumps writes a NUL only as this escape).
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _jsonb_error(exc: DataError, using: str) -> Exception:
@@ -237,26 +241,12 @@ def _jsonb_error(exc: DataError, using: str) -> Exception:
     return ValueError(JSONB_ERROR.format(detail=str(exc).splitlines()[0]))
 
 
-def _text_problem(text: str) -> str | None:
-    """Why PostgreSQL's text columns cannot hold ``text`` (``None`` if they can)."""
-    if text.isascii():
-        return "a NUL character" if "\x00" in text else None
-    if "\x00" in text:
-        return "a NUL character"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return "a lone surrogate"
-    return None
-
-
 def _payload_problem(payload: str) -> str | None:
     """Why jsonb cannot hold a ``json.dumps`` text (``None`` if it can). Substring checks
     first: the common item costs three ``in`` scans of its text."""
-    if "\\u0000" in payload:
-        # an escaped backslash before "u0000" is text, not a NUL: check exactly
-        if "\x00" in json.dumps(json.loads(payload), ensure_ascii=False):
-            return "a NUL character (\\u0000)"
+    if "\\u0000" in payload and _NUL_ESCAPE.search(payload):
+        # an escaped backslash before "u0000" is text, not a NUL: the pattern checks exactly
+        return "a NUL character (\\u0000)"
     if ("\\ud" in payload or "\\uD" in payload) and _has_lone_surrogate(payload):
         return "a lone surrogate"
     if ("NaN" in payload or "Infinity" in payload) and _NON_JSON_CONSTANT.search(payload):
@@ -293,7 +283,7 @@ def _check_storable(
             store. The whole batch is refused (nothing is written).
     """
     for what, text in (("session id", session_id), ("branch id", branch_id)):
-        problem = _text_problem(text)
+        problem = column_problem(text)
         if problem:
             raise ValueError(TEXT_ERROR.format(what=what, detail=f"it holds {problem}"))
     for index, payload in enumerate(payloads):
@@ -302,7 +292,7 @@ def _check_storable(
             raise ValueError(JSONB_ERROR.format(detail=f"item {index} holds {problem}"))
     for label in labels:
         for name in (label.message_type, label.tool_name):
-            label_problem = _text_problem(name) if name else None
+            label_problem = column_problem(name) if name else None
             if label_problem:
                 raise ValueError(
                     TEXT_ERROR.format(what="item type or tool name", detail=label_problem)

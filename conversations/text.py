@@ -19,7 +19,7 @@ import re
 import unicodedata
 from typing import Final
 
-__all__ = ["BAD_TEXT_ERROR", "text_problem"]
+__all__ = ["BAD_TEXT_ERROR", "column_problem", "text_problem"]
 
 #: The user-facing error when :func:`text_problem` finds something.
 BAD_TEXT_ERROR: Final = (
@@ -61,3 +61,20 @@ def text_problem(text: str) -> str | None:
     if match is None:
         return None
     return f"{_describe(match.group())} at character {match.start() + 1}"
+
+
+def column_problem(text: str) -> str | None:
+    """Why a database text column cannot hold ``text`` (``None`` if it can): a NUL
+    character (PostgreSQL refuses it) or a lone surrogate (PostgreSQL refuses it; SQLite
+    stores it and then cannot decode the column). The narrow rule for what other writers
+    (the SDK, imports) may store; :func:`text_problem` is the strict one for new text.
+    """
+    if "\x00" in text:
+        return "a NUL character"
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (not encodable as UTF-8)"
+    return None

@@ -33,6 +33,14 @@ def _quoted(name: str) -> str:
     return f'"{name}"'
 
 
+def _date(value: Any) -> Any:
+    """A stored ``created_at`` as ISO 8601; a value that is not a readable date is passed on
+    as stored, so the importer's check names it (an unreadable date is an import error)."""
+    if isinstance(value, str) and items.parse_timestamp(value) is not None:
+        return items.iso_timestamp(value)
+    return value
+
+
 def open_sqlite_readonly(path: str) -> sqlite3.Connection:
     """Open an SDK file read-only (``mode=ro``): the import never writes to its source."""
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
@@ -151,7 +159,7 @@ class SDKFile:
             messages.append(
                 {
                     "ref": refs[message_id],
-                    "created_at": items.iso_timestamp(m_created),
+                    "created_at": _date(m_created),
                     "item": item,
                 }
             )
@@ -180,8 +188,8 @@ class SDKFile:
             "version": TREE_VERSION,
             "session": {
                 "session_id": session_id,
-                "created_at": items.iso_timestamp(created_at),
-                "updated_at": items.iso_timestamp(updated_at),
+                "created_at": _date(created_at),
+                "updated_at": _date(updated_at),
             },
             "clear_generation": generation,
             "reservations": reservations,
@@ -222,7 +230,7 @@ class SDKFile:
                     "user_turn_number": turn,
                     "branch_turn_number": bturn,
                     "tool_name": tool,
-                    "created_at": items.iso_timestamp(created),
+                    "created_at": _date(created),
                 }
             )
         referenced = {row["message"] for row in rows}
@@ -266,7 +274,7 @@ class SDKFile:
                 "total_tokens": total,
                 "input_tokens_details": None,
                 "output_tokens_details": None,
-                "created_at": items.iso_timestamp(created),
+                "created_at": _date(created),
             }
             for key, text in (
                 ("input_tokens_details", in_details),

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
+from django.utils.dateparse import parse_datetime
 
-from .. import items, writes
+from .. import classify, items, writes
 from ..models import (
     AgentMessage,
     AgentSession,
@@ -37,6 +39,7 @@ from ..models import (
     SessionClearGeneration,
     TurnUsage,
 )
+from ..text import column_problem
 from .snapshot import json_text, read_snapshot, timestamp_column
 
 __all__ = [
@@ -239,30 +242,268 @@ class ImportReport:
     unchanged: list[str] = field(default_factory=list)
     conflicts: list[tuple[str, str]] = field(default_factory=list)
     skipped_rows: list[str] = field(default_factory=list)
+    #: Sessions left out whole (``--skip-bad-sessions``), with the one-line reason.
+    bad_sessions: list[tuple[str, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n
 
 
-def _validate_tree(tree: Any) -> None:
-    if not isinstance(tree, dict) or tree.get("format") != TREE_FORMAT:
+_INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
+#: Nesting deeper than this in an item or usage detail is refused (the SDK's own ``json``
+#: cannot read back much deeper; PostgreSQL's jsonb parser has a stack limit too).
+MAX_DEPTH = 500
+
+
+def _where(session: str | None, row: str | None = None) -> str:
+    """``session 'x', structure row 3``: the prefix of every import error (ids as repr, so one
+    line whatever they hold)."""
+    parts = [f"session {session!r}" if session is not None else "tree"]
+    if row:
+        parts.append(row)
+    return ", ".join(parts)
+
+
+def _int(value: Any, bounds: tuple[int, int] = _INT32, *, nullable: bool = False) -> str | None:
+    """Why ``value`` is not a storable integer (``None`` when it is)."""
+    if value is None:
+        return None if nullable else "is missing (null)"
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be an integer, not {type(value).__name__}"
+    if not bounds[0] <= value <= bounds[1]:
+        return (
+            f"{str(value)[:30]}... is out of range"
+            if len(str(value)) > 30
+            else (f"{value} is out of range")
+        )
+    return None
+
+
+def _json_problem(value: Any, vendor: str) -> str | None:
+    """Why a JSON column cannot hold ``value`` (iterative: any depth is safe to check).
+
+    Everywhere: nesting deeper than :data:`MAX_DEPTH`, NaN/Infinity (not JSON), a
+    non-string object key. On PostgreSQL also what its jsonb cannot hold: NUL characters
+    and lone surrogates (on SQLite they are stored as JSON escapes, as the SDK stores them).
+    """
+    strict = vendor == "postgresql"
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"is nested deeper than {MAX_DEPTH} levels"
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if not isinstance(key, str):
+                    return "has a non-string object key"
+                if strict and (problem := column_problem(key)):
+                    return f"holds {problem}; PostgreSQL's jsonb cannot store it"
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, float):
+            if node != node or node in (float("inf"), float("-inf")):
+                return "holds NaN or Infinity (not JSON)"
+        elif isinstance(node, str):
+            if strict and (problem := column_problem(node)):
+                return f"holds {problem}; PostgreSQL's jsonb cannot store it"
+        elif node is not None and not isinstance(node, bool | int):
+            return f"holds a {type(node).__name__}, which is not JSON"
+    return None
+
+
+def _date_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, datetime):
+        return None
+    if not isinstance(value, str):
+        return f"must be an ISO 8601 date or null, not {type(value).__name__}"
+    try:
+        parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        return f"{value[:40]!r} is not a date (ISO 8601 expected)"
+    return None
+
+
+def _validate_tree(tree: Any, vendor: str = "sqlite") -> None:
+    """Check a whole tree before anything is written; the first problem raises.
+
+    Raises:
+        TreeError: One line naming the session and the row (``session 'x', structure row 3
+            (sequence_number 7): ...``).
+    """
+    if not isinstance(tree, dict):
+        raise TreeError(f"Not a Forkview session tree: the top level is a {type(tree).__name__}.")
+    if tree.get("format") != TREE_FORMAT:
         raise TreeError(f"Not a Forkview session tree (expected format {TREE_FORMAT!r}).")
     if tree.get("version") != TREE_VERSION:
-        raise TreeError(f"Unsupported tree version {tree.get('version')!r}.")
+        raise TreeError(f"Unsupported tree version {str(tree.get('version'))[:40]!r}.")
     session = tree.get("session")
-    if not isinstance(session, dict) or not isinstance(session.get("session_id"), str):
+    if not isinstance(session, dict) or "session_id" not in session:
         raise TreeError("The tree has no session id.")
-    refs = [m.get("ref") for m in tree.get("messages", [])]
-    if len(set(refs)) != len(refs):
-        raise TreeError("Message refs are not unique.")
-    known = set(refs)
-    for row in tree.get("structure", []):
-        if row.get("message") not in known:
-            raise TreeError(f"A structure row points at unknown message ref {row.get('message')}.")
+    if not isinstance(session["session_id"], str):
+        raise TreeError(
+            f"tree: the session id {str(session['session_id'])[:40]!r} is a "
+            f"{type(session['session_id']).__name__}, not text"
+        )
+    sid: str = session["session_id"]
+
+    def fail(row: str | None, problem: str) -> TreeError:
+        return TreeError(f"{_where(sid, row)}: {problem}")
+
+    if not sid:
+        raise fail(None, "the session id is empty")
+    if problem := column_problem(sid):
+        raise fail(None, f"the session id holds {problem}")
+    for key in ("created_at", "updated_at"):
+        if problem := _date_problem(session.get(key)):
+            raise fail(f"session {key}", problem)
+    for key in ("messages", "structure", "usage"):
+        if not isinstance(tree.get(key), list):
+            raise fail(None, f"{key!r} is missing or not a list")
+    reservations = tree.get("reservations", [])
+    if not isinstance(reservations, list):
+        raise fail(None, "'reservations' must be a list of branch ids")
+    for n, branch in enumerate(reservations, 1):
+        if not isinstance(branch, str) or not branch:
+            raise fail(f"reservation {n}", "must be a branch id (a non-empty string)")
+        if problem := column_problem(branch):
+            raise fail(f"reservation {n}", f"the branch id holds {problem}")
+    if len(set(reservations)) != len(reservations):
+        raise fail(None, "a branch is reserved twice")
+    if problem := _int(tree.get("clear_generation"), nullable=True):
+        raise fail(None, f"clear_generation {problem}")
+
+    labels: dict[int, classify.ItemLabel | None] = {}
+    for n, message in enumerate(tree["messages"], 1):
+        row = f"message {n}"
+        if not isinstance(message, dict):
+            raise fail(row, "must be an object")
+        ref = message.get("ref")
+        if problem := _int(ref, _INT64):
+            raise fail(row, f"ref {problem}")
+        ref = cast(int, ref)
+        row = f"message {n} (ref {ref})"
+        if ref in labels:
+            raise fail(row, "the ref is not unique")
+        if "item" not in message:
+            raise fail(row, "has no 'item'")
+        if problem := _date_problem(message.get("created_at")):
+            raise fail(row, f"created_at {problem}")
+        raw = message.get("undecodable")
+        if raw is not None:
+            if not isinstance(raw, str):
+                raise fail(row, "'undecodable' must be the stored text")
+            if vendor == "postgresql":
+                raise fail(row, "undecodable JSON, which PostgreSQL's jsonb cannot store")
+            if problem := column_problem(raw):
+                raise fail(row, f"the undecodable text holds {problem}")
+            labels[ref] = None  # its labels were derived from an item nobody can read now
+            continue
+        if problem := _json_problem(message["item"], vendor):
+            raise fail(row, f"the item {problem}")
+        labels[ref] = classify.label(message["item"])
+
+    sequences: set[int] = set()
+    last_turns: dict[str, tuple[int, int | None, int | None]] = {}
+    rows: list[tuple[int, int, str, int | None, int | None]] = []
+    for n, entry in enumerate(tree["structure"], 1):
+        row = f"structure row {n}"
+        if not isinstance(entry, dict):
+            raise fail(row, "must be an object")
+        seq = entry.get("sequence_number")
+        if problem := _int(seq):
+            raise fail(row, f"sequence_number {problem}")
+        seq = cast(int, seq)
+        row = f"structure row {n} (sequence_number {seq})"
+        if seq in sequences:
+            raise fail(row, "the sequence number is not unique in the session")
+        sequences.add(seq)
+        ref = entry.get("message")
+        if isinstance(ref, bool) or not isinstance(ref, int) or ref not in labels:
+            raise fail(row, f"points at unknown message ref {str(ref)[:40]}")
+        branch = entry.get("branch_id")
+        if not isinstance(branch, str) or not branch:
+            raise fail(row, "branch_id must be a non-empty string")
+        if problem := column_problem(branch):
+            raise fail(row, f"the branch id holds {problem}")
+        for key in ("user_turn_number", "branch_turn_number"):
+            if problem := _int(entry.get(key), nullable=True):
+                raise fail(row, f"{key} {problem}")
+        if problem := _date_problem(entry.get("created_at")):
+            raise fail(row, f"created_at {problem}")
+        mtype, tool = entry.get("message_type"), entry.get("tool_name")
+        if not isinstance(mtype, str) or not (tool is None or isinstance(tool, str)):
+            raise fail(row, "message_type must be a string and tool_name a string or null")
+        label = labels[ref]
+        if label is not None and (mtype, tool) != (label.message_type, label.tool_name):
+            raise fail(
+                row,
+                f"labels message_type={mtype[:40]!r}, tool_name={str(tool)[:40]!r} contradict "
+                f"the item (message_type={label.message_type!r}, "
+                f"tool_name={label.tool_name!r})",
+            )
+        for text in (mtype, tool):
+            if text is not None and (problem := column_problem(text)):
+                raise fail(row, f"a label holds {problem}")
+        turns = (entry.get("user_turn_number"), entry.get("branch_turn_number"))
+        rows.append((seq, n, branch, *turns))
+    # Turn numbers never decrease along a branch (in sequence order).
+    for seq, n, branch, user_turn, branch_turn in sorted(rows):
+        before = last_turns.get(branch)
+        if before is not None:
+            for name, now, then in (
+                ("user_turn_number", user_turn, before[1]),
+                ("branch_turn_number", branch_turn, before[2]),
+            ):
+                if now is not None and then is not None and now < then:
+                    raise fail(
+                        f"structure row {n} (sequence_number {seq})",
+                        f"{name} {now} on branch {branch!r} is lower than {then} at "
+                        f"sequence_number {before[0]} (turns never decrease along a branch)",
+                    )
+        last_turns[branch] = (
+            seq,
+            user_turn if user_turn is not None else (before[1] if before else None),
+            branch_turn if branch_turn is not None else (before[2] if before else None),
+        )
+
+    seen_usage: set[tuple[str, int]] = set()
+    for n, entry in enumerate(tree["usage"], 1):
+        row = f"usage row {n}"
+        if not isinstance(entry, dict):
+            raise fail(row, "must be an object")
+        branch, turn = entry.get("branch_id"), entry.get("user_turn_number")
+        if not isinstance(branch, str) or not branch:
+            raise fail(row, "branch_id must be a non-empty string")
+        if problem := column_problem(branch):
+            raise fail(row, f"the branch id holds {problem}")
+        if problem := _int(turn):
+            raise fail(row, f"user_turn_number {problem}")
+        turn = cast(int, turn)
+        row = f"usage row {n} (branch {branch!r}, turn {turn})"
+        if (branch, turn) in seen_usage:
+            raise fail(row, "a second usage row for the same branch and turn")
+        seen_usage.add((branch, turn))
+        for key in ("requests", "input_tokens", "output_tokens", "total_tokens"):
+            if problem := _int(entry.get(key), _INT64, nullable=True):
+                raise fail(row, f"{key} {problem}")
+        for key in ("input_tokens_details", "output_tokens_details"):
+            raw = entry.get(f"{key}_undecodable")
+            if raw is not None and (not isinstance(raw, str) or vendor == "postgresql"):
+                raise fail(row, f"{key} is undecodable JSON, which cannot be stored here")
+            if problem := _json_problem(entry.get(key), vendor):
+                raise fail(row, f"{key} {problem}")
+        if problem := _date_problem(entry.get("created_at")):
+            raise fail(row, f"created_at {problem}")
     preferred = tree.get("preferred_branch")
     if "preferred_branch" in tree and (not isinstance(preferred, str) or not preferred):
-        raise TreeError("preferred_branch must be a branch id (a non-empty string).")
+        raise fail(None, "preferred_branch must be a branch id (a non-empty string).")
+    if isinstance(preferred, str) and (problem := column_problem(preferred)):
+        raise fail(None, f"preferred_branch holds {problem}")
 
 
 def tree_import(
@@ -279,11 +520,26 @@ def tree_import(
     reported as a conflict. So importing twice changes nothing.
 
     Raises:
-        TreeError: The tree is malformed.
+        TreeError: The tree is malformed (checked before anything is written), or the
+            database refused a row (the session's writes are rolled back). One line that
+            names the session.
     """
     report = report if report is not None else ImportReport()
-    _validate_tree(tree)
+    _validate_tree(tree, connections[using].vendor)
     session_id = tree["session"]["session_id"]
+    try:
+        return _tree_import(tree, session_id, using, dry_run, report)
+    except DatabaseError as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TreeError(
+            f"{_where(session_id)}: the database refused the write "
+            f"({first_line[:200]}); nothing of this session was written"
+        ) from exc
+
+
+def _tree_import(
+    tree: dict[str, Any], session_id: str, using: str, dry_run: bool, report: ImportReport
+) -> ImportReport:
     with transaction.atomic(using=using):
         if AgentSession.objects.using(using).filter(pk=session_id).exists():
             existing = tree_export(session_id=session_id, using=using)

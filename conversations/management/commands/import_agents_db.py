@@ -1,14 +1,23 @@
-"""``manage.py import_agents_db PATH``: copy an SDK SQLite file into Forkview's database."""
+"""``manage.py import_agents_db PATH``: copy an SDK SQLite file into Forkview's database.
+
+All or nothing per file: the first session that cannot be imported stops the command with one
+line naming it and its row, and nothing of the file is written. ``--skip-bad-sessions``
+imports the others and lists the skipped ones and why. Rows the SDK itself would skip
+(undecodable JSON, structure rows pointing nowhere) are left out and listed, not fatal.
+
+Exit codes (as every Forkview command): 0 done, 1 an error (nothing written), 2 a usage error.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
-from conversations.exchange import ImportReport, SDKFile, sdk_file_trees, tree_import
+from conversations.exchange import ImportReport, SDKFile, TreeError, sdk_file_trees, tree_import
 
 
 class Progress:
@@ -49,6 +58,12 @@ class Command(BaseCommand):
             help="Import only this session (repeatable). Default: every session.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report only; write nothing.")
+        parser.add_argument(
+            "--skip-bad-sessions",
+            action="store_true",
+            help="Import the sessions that can be imported; list the others and why "
+            "(default: one bad session stops the import and nothing is written).",
+        )
         parser.add_argument("--sessions-table", default="agent_sessions")
         parser.add_argument("--messages-table", default="agent_messages")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
@@ -68,27 +83,45 @@ class Command(BaseCommand):
         except Exception as exc:  # sqlite3 errors, missing tables, bad names
             raise CommandError(f"Cannot read {options['path']}: {exc}") from exc
         report = ImportReport()
-        vendor = connections[using].vendor
         try:
-            for note in source.notes:
-                self.stderr.write(note)
-            kind = "AdvancedSQLiteSession" if source.advanced else "SQLiteSession"
-            self.stdout.write(f"Reading {options['path']} ({kind} tables)")
-            if not options["sessions"]:
-                report.skipped_rows += source.orphan_reports()
-            total = source.message_count()
-            mode = options["progress"]
-            enabled = mode == "always" or (
-                mode == "auto" and total > 1000 and getattr(sys.stderr, "isatty", bool)()
-            )
-            progress = Progress(self.stderr._out, total, enabled)
-            for tree in sdk_file_trees(source, options["sessions"], report, vendor):
-                tree_import(tree=tree, using=using, dry_run=options["dry_run"], report=report)
-                progress.advance(len(tree["messages"]), tree["session"]["session_id"])
-            progress.close()
+            with transaction.atomic(using=using):
+                self._import(source, options, report)
+        except sqlite3.Error as exc:
+            raise CommandError(
+                f"Cannot read {options['path']}: {exc}; nothing was imported"
+            ) from exc
         finally:
             source.conn.close()
         self._print_report(report, options["dry_run"])
+
+    def _import(self, source: SDKFile, options: dict[str, Any], report: ImportReport) -> None:
+        """Every requested session, inside the caller's transaction (all or nothing)."""
+        using = options["database"]
+        vendor = connections[using].vendor
+        for note in source.notes:
+            self.stderr.write(note)
+        kind = "AdvancedSQLiteSession" if source.advanced else "SQLiteSession"
+        self.stdout.write(f"Reading {options['path']} ({kind} tables)")
+        if not options["sessions"]:
+            report.skipped_rows += source.orphan_reports()
+        total = source.message_count()
+        mode = options["progress"]
+        enabled = mode == "always" or (
+            mode == "auto" and total > 1000 and getattr(sys.stderr, "isatty", bool)()
+        )
+        progress = Progress(self.stderr._out, total, enabled)
+        for tree in sdk_file_trees(source, options["sessions"], report, vendor):
+            try:
+                tree_import(tree=tree, using=using, dry_run=options["dry_run"], report=report)
+            except TreeError as exc:
+                if not options["skip_bad_sessions"]:
+                    progress.close()
+                    raise CommandError(
+                        f"{exc}. Nothing was imported (--skip-bad-sessions imports the rest)."
+                    ) from exc
+                report.bad_sessions.append((tree["session"]["session_id"], str(exc)))
+            progress.advance(len(tree["messages"]), str(tree["session"]["session_id"]))
+        progress.close()
 
     def _print_report(self, report: ImportReport, dry_run: bool) -> None:
         verb = "Would import" if dry_run else "Imported"
@@ -100,6 +133,8 @@ class Command(BaseCommand):
                 f"Skipped {len(report.unchanged)} session(s) already present and identical"
             )
         for session_id, reason in report.conflicts:
+            self.stdout.write(self.style.WARNING(f"Skipped session {session_id!r}: {reason}"))
+        for session_id, reason in report.bad_sessions:
             self.stdout.write(self.style.WARNING(f"Skipped session {session_id!r}: {reason}"))
         if report.skipped_rows:
             self.stdout.write(self.style.WARNING(f"Skipped {len(report.skipped_rows)} row(s):"))

@@ -1,4 +1,8 @@
-"""``manage.py import_session FILE``: read back a tree written by ``export_session``."""
+"""``manage.py import_session FILE``: read back a tree written by ``export_session``.
+
+Exit codes (as every Forkview command): 0 done, 1 an error (one line on stderr, nothing
+written), 2 a usage error (bad arguments).
+"""
 
 from __future__ import annotations
 
@@ -27,8 +31,11 @@ class Command(BaseCommand):
             else:
                 with open(options["file"], encoding="utf-8") as handle:
                     tree = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CommandError(f"Cannot read {options['file']}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # ValueError: bad JSON or bytes that are not UTF-8
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CommandError(f"Cannot read {options['file']}: {reason}") from exc
+        except RecursionError as exc:
+            raise CommandError(f"Cannot read {options['file']}: JSON nested too deeply") from exc
         try:
             report = tree_import(tree=tree, using=options["database"], dry_run=options["dry_run"])
         except TreeError as exc:
