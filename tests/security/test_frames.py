@@ -11,6 +11,7 @@ raised would surface here: ``WebsocketCommunicator`` re-raises the application's
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -125,7 +126,8 @@ CRAFTED = [
 ]
 
 
-async def test_crafted_frames_get_an_error_and_the_socket_stays_usable(chatter):
+async def test_crafted_frames_get_an_error_and_the_socket_stays_usable(chatter, caplog):
+    caplog.set_level(logging.INFO)
     _, cookie = chatter
     chat = await _chat(cookie)
     for frame, expected in CRAFTED:
@@ -137,15 +139,18 @@ async def test_crafted_frames_get_an_error_and_the_socket_stays_usable(chatter):
     assert await chat.receive_nothing(timeout=0.2)  # still open, nothing queued
     await chat.disconnect()
     assert not await sync_to_async(AgentMessage.objects.exists)()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
-async def test_the_viewers_socket_answers_every_frame_with_listen_only(django_user_model):
+async def test_the_viewers_socket_answers_every_frame_with_listen_only(django_user_model, caplog):
+    caplog.set_level(logging.INFO)
     viewer = await sync_to_async(_user)(django_user_model, "viewer", VIEW)
     communicator = await _socket("/ws/sessions/s1/", await sync_to_async(cookie_header)(viewer))
     for frame in ('{"type": "user_message", "text": "hi"}', "[" * 30_000, "not json"):
         await communicator.send_to(text_data=frame)
         assert await _error(communicator) == protocol.ERR_LISTEN_ONLY
     await communicator.disconnect()
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 @pytest.mark.parametrize(
