@@ -5,7 +5,7 @@
 #   make test            install the test extras (+ Debian's chromium if missing), run the whole
 #                        suite on SQLite + the in-memory channel layer
 #   make test-postgres   the whole suite against DATABASE_URL (PostgreSQL) + REDIS_URL from the env
-#   make lint            ruff check, ruff format --check, mypy (strict, django-stubs)
+#   make lint            ruff check, ruff format --check, mypy (strict, django-stubs), deptry
 #
 # Works on a fresh Debian 12 machine with Python 3.11 as root; `.ci/run` is what CI runs.
 # Knobs (make VAR=value ...): PYTHON, VENV, HOST, PORT, TEST_TIMEOUT (seconds per pytest run),
@@ -28,8 +28,9 @@ JUNIT_XML    ?=
 RESULTS_FILE ?=
 CHROMIUM     ?= $(or $(CHROMIUM_PATH),/usr/bin/chromium)
 
-PY      := $(VENV)/bin/python
-STAMP   := $(VENV)/.forkview-installed
+PY        := $(VENV)/bin/python
+STAMP     := $(VENV)/.forkview-installed
+RUN_STAMP := $(VENV)/.forkview-run-installed
 
 .PHONY: help install run test test-postgres lint chromium
 
@@ -60,6 +61,12 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test,lint]'
 	touch $@
 
+# What running needs, and nothing else (no test or lint tools, no Playwright).
+$(RUN_STAMP): pyproject.toml | $(PY)
+	@echo "==> installing forkview into $(VENV) (pip install -e .)"
+	$(PY) -m pip install -q -e .
+	touch $@
+
 install: $(STAMP)
 
 # Debian's Chromium drives the browser tests (Playwright's own browser download is not used).
@@ -79,8 +86,8 @@ chromium:
 
 # `manage.py runserver` is daphne's ASGI runserver here ("daphne" is first in INSTALLED_APPS):
 # http + websockets through dashboard.asgi.application, plus static files while DEBUG is on, and
-# autoreload. Production runs plain `daphne dashboard.asgi:application` behind collectstatic.
-run: $(STAMP)
+# autoreload. Production runs `forkview serve` (uvicorn workers; README "Running in production").
+run: $(RUN_STAMP)
 	@export DJANGO_DEBUG="$${DJANGO_DEBUG:-true}"
 	echo "==> migrate"
 	$(PY) manage.py migrate --no-input
@@ -104,6 +111,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	echo "==> mypy (strict, django-stubs)"
 	$(VENV)/bin/mypy
+	echo "==> deptry (every import declared in pyproject.toml)"
+	$(VENV)/bin/deptry .
 
 # --- test --------------------------------------------------------------------------------------
 

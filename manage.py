@@ -1,16 +1,7 @@
 #!/usr/bin/env python
-"""Django's command-line utility for Forkview."""
+"""Django's command-line utility for Forkview (installed, the same is the ``forkview`` command)."""
 
-import os
-import sys
-
-
-def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dashboard.settings")
-    from django.core.management import execute_from_command_line
-
-    execute_from_command_line(sys.argv)
-
+from dashboard.cli import main
 
 if __name__ == "__main__":
     main()

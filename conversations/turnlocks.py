@@ -326,7 +326,7 @@ async def _pg_guard(locks: list[_Lock], using: str) -> AsyncIterator[bool]:
 def _lock_dir(using: str) -> Path:
     name = str(connections[using].settings_dict["NAME"])
     if name == ":memory:" or name.startswith("file:"):
-        base = Path(settings.BASE_DIR) / ".forkview-turnlocks"
+        base = Path(settings.DATA_DIR) / ".forkview-turnlocks"
     else:
         base = Path(name).with_name(Path(name).name + ".turnlocks")
     base.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,12 @@
 """Forkview settings: everything that varies comes from the environment.
 
-Safe defaults: DEBUG off, a SQLite file in the project folder, the in-memory channel layer,
+Safe defaults: DEBUG off, a SQLite file in the data directory, the in-memory channel layer,
 the offline model. The README's ``make run`` turns DEBUG on for the local demo.
+
+The data directory (``FORKVIEW_DATA_DIR``) holds the default SQLite file, the generated
+secret key and the collected static files: the checkout itself when running from one (a
+folder with ``manage.py`` and ``pyproject.toml``), else ``$XDG_DATA_HOME/forkview``
+(``~/.local/share/forkview``), never the installed package's folder.
 """
 
 from __future__ import annotations
@@ -16,6 +21,23 @@ from django.core.management.utils import get_random_secret_key
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 
+
+def _data_dir() -> Path:
+    configured = env.str("FORKVIEW_DATA_DIR", default="")
+    if configured:
+        return Path(configured).expanduser()
+    if (BASE_DIR / "manage.py").is_file() and (BASE_DIR / "pyproject.toml").is_file():
+        return BASE_DIR  # a checkout: state beside the code, as `make run` has always kept it
+    xdg = env.str("XDG_DATA_HOME", default="") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "forkview"
+
+
+DATA_DIR = _data_dir()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+# templates/ and static/: the checkout's, or their copies inside an installed wheel.
+_BUNDLED = Path(__file__).resolve().parent / "bundled"
+ASSETS_DIR = _BUNDLED if (_BUNDLED / "templates").is_dir() else BASE_DIR
+
 # GENERAL
 # ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
@@ -29,7 +51,7 @@ def _local_secret_key() -> str:
     Production sets DJANGO_SECRET_KEY; the key file is only a convenience for a local demo,
     the test suite and CI. It is created once with mode 0600 and never committed.
     """
-    path = Path(env.str("DJANGO_SECRET_KEY_FILE", default=str(BASE_DIR / ".secret_key")))
+    path = Path(env.str("DJANGO_SECRET_KEY_FILE", default=str(DATA_DIR / ".secret_key")))
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -85,7 +107,7 @@ ASGI_APPLICATION = "dashboard.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [ASSETS_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -101,7 +123,7 @@ TEMPLATES = [
 # ------------------------------------------------------------------------------
 # https://docs.djangoproject.com/en/5.2/ref/databases/
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'forkview.sqlite3'}"),
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{DATA_DIR / 'forkview.sqlite3'}"),
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -178,9 +200,19 @@ SECURE_REFERRER_POLICY = "same-origin"
 # STATIC
 # ------------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [ASSETS_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = DEBUG
+#: Set by ``forkview serve`` after it collected the static files: its workers serve hashed,
+#: compressed names. Everywhere else (tests, runserver, ``make run``) the plain names.
+FORKVIEW_STATIC_MANIFEST_ENV = "FORKVIEW_STATIC_MANIFEST"
+FORKVIEW_STATIC_MANIFEST_STORAGE = {"BACKEND": "dashboard.staticfiles.ForkviewStaticStorage"}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": FORKVIEW_STATIC_MANIFEST_STORAGE
+    if env.bool(FORKVIEW_STATIC_MANIFEST_ENV, default=False)
+    else {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # LOGGING
 # ------------------------------------------------------------------------------
