@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+import tests.support.environment  # noqa: E402, F401  (the tests' key and plain-HTTP settings)
 
 TARGET_MS = 1000.0
 

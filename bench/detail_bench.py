@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+import tests.support.environment  # noqa: E402, F401  (the tests' key and plain-HTTP settings)
 
 
 def _configure(args: argparse.Namespace) -> str | None:

@@ -55,6 +55,7 @@ from urllib.parse import urlsplit, urlunsplit
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+import tests.support.environment  # noqa: E402, F401  (the tests' key and plain-HTTP settings)
 
 READER, WRITER = "bench-reader", "bench-writer"
 

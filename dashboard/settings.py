@@ -42,29 +42,61 @@ ASSETS_DIR = _BUNDLED if (_BUNDLED / "templates").is_dir() else BASE_DIR
 # ------------------------------------------------------------------------------
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+NO_SECRET_KEY = (
+    "Forkview: DJANGO_SECRET_KEY is not set. With DJANGO_DEBUG off it must be: the same long "
+    "random value on every instance (e.g. python -c 'import secrets; "
+    "print(secrets.token_urlsafe(50))'), or DJANGO_SECRET_KEY_FILE naming a file that holds it."
+)
 
 
-def _local_secret_key() -> str:
-    """A per-checkout key kept outside git, so a fresh clone runs without configuration.
-
-    Production sets DJANGO_SECRET_KEY; the key file is only a convenience for a local demo,
-    the test suite and CI. It is created once with mode 0600 and never committed.
-    """
-    path = Path(env.str("DJANGO_SECRET_KEY_FILE", default=str(DATA_DIR / ".secret_key")))
+def _read_key(path: Path) -> str:
     try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        key = get_random_secret_key()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise SystemExit(f"Forkview: cannot read the secret key file {path}: {exc}") from exc
+    if not key:
+        raise SystemExit(f"Forkview: the secret key file {path} is empty; delete it or fill it.")
+    return key
+
+
+def _local_secret_key(path: Path) -> str:
+    """A key kept in the data directory, so a local run (DEBUG) needs no configuration.
+
+    Created once, mode 0600, complete before it appears (written to a temporary file, then
+    hard-linked into place): processes starting together all read the one that won.
+    """
+    if path.exists():
+        return _read_key(path)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(get_random_secret_key())
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process won the race: use its key
+    finally:
+        temporary.unlink()
+    return _read_key(path)
+
+
+def _secret_key() -> str:
+    """``DJANGO_SECRET_KEY``; else ``DJANGO_SECRET_KEY_FILE``; else, with DEBUG only, a
+    generated key file in the data directory. Production without a key stops here."""
+    key = str(env.str("DJANGO_SECRET_KEY", default="")).strip()
+    if key:
         return key
-    except FileExistsError:  # pragma: no cover - lost a creation race with another process
-        return path.read_text().strip()
+    configured = env.str("DJANGO_SECRET_KEY_FILE", default="")
+    if configured:
+        path = Path(configured).expanduser()
+        return _local_secret_key(path) if DEBUG else _read_key(path)
+    if DEBUG:
+        return _local_secret_key(DATA_DIR / ".secret_key")
+    raise SystemExit(NO_SECRET_KEY)
 
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _local_secret_key()
+SECRET_KEY = _secret_key()
 
 TIME_ZONE = "UTC"
 USE_TZ = True
@@ -89,6 +121,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Static files from the ASGI app itself, so a plain `daphne dashboard.asgi:application`
     # serves them too (after collectstatic); in DEBUG straight from the app folders.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -191,11 +224,63 @@ LOGOUT_REDIRECT_URL = "login"
 
 # SECURITY
 # ------------------------------------------------------------------------------
+# With DEBUG off everything is secure unless switched off (each switch documented in the
+# README): HTTPS only (redirect, HSTS, secure cookies), the TLS-terminating proxy's
+# X-Forwarded-Proto trusted, CSRF origins = https:// + each allowed host.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+_SECURE = not DEBUG
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=_SECURE)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes speak plain HTTP to the instance
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31_536_000 if _SECURE else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SESSION_COOKIE_SECURE", default=_SECURE)
+CSRF_COOKIE_SECURE = env.bool("DJANGO_CSRF_COOKIE_SECURE", default=_SECURE)
+# "HEADER,value" (the WSGI-style name Django compares, e.g. HTTP_X_FORWARDED_PROTO,https);
+# empty: trust no header (no proxy, or one that does not set it).
+_PROXY_HEADER = env.str(
+    "DJANGO_SECURE_PROXY_SSL_HEADER", default="HTTP_X_FORWARDED_PROTO,https" if _SECURE else ""
+)
+if _PROXY_HEADER:
+    _name, _, _value = _PROXY_HEADER.partition(",")
+    SECURE_PROXY_SSL_HEADER = (_name.strip(), _value.strip() or "https")
+
+
+def _trusted_origins(hosts: list[str]) -> list[str]:
+    """``https://`` + every allowed host (``.example.com`` -> ``https://*.example.com``)."""
+    origins = []
+    for host in hosts:
+        if host == "*" or not host:
+            continue
+        origins.append(f"https://*{host}" if host.startswith(".") else f"https://{host}")
+    return origins
+
+
+# Content-Security-Policy (django-csp): scripts, styles, fonts, images and connections
+# (websockets included) from this origin only; no inline script or style, no plugins, no
+# framing, forms post here. The templates hold no inline script, style or handler.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+CSRF_TRUSTED_ORIGINS = env.list(
+    "DJANGO_CSRF_TRUSTED_ORIGINS", default=_trusted_origins(ALLOWED_HOSTS)
+)
 
 # STATIC
 # ------------------------------------------------------------------------------

@@ -121,6 +121,11 @@ def installed(wheel, tmp_path_factory) -> Iterator[dict[str, Any]]:
         DJANGO_DEBUG="false",
         DJANGO_SUPERUSER_PASSWORD=PASSWORD,
         FORKVIEW_OFFLINE_TOKEN_DELAY_MS="0",
+        # plain HTTP on a private network: the documented opt-outs of the HTTPS defaults
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_SESSION_COOKIE_SECURE="false",
+        DJANGO_CSRF_COOKIE_SECURE="false",
+        DJANGO_SECURE_HSTS_SECONDS="0",
     )
     forkview = [sys.executable, str(site / "bin" / "forkview")]
 
@@ -166,7 +171,7 @@ def installed(wheel, tmp_path_factory) -> Iterator[dict[str, Any]]:
             server.kill()
 
 
-class Browser:
+class Visitor:
     """A cookie-keeping HTTP client that logs in through the real login form."""
 
     def __init__(self, base_url: str) -> None:
@@ -200,8 +205,8 @@ class Browser:
 
 
 @pytest.fixture(scope="module")
-def browser(installed) -> Browser:
-    client = Browser(installed["url"])
+def visitor(installed) -> Visitor:
+    client = Visitor(installed["url"])
     client.login("operator", PASSWORD)
     return client
 
@@ -215,11 +220,11 @@ def test_state_goes_to_the_data_dir_not_the_package(installed):
     assert not list(installed["work"].iterdir())  # nothing written where it was run from
 
 
-def test_every_page_renders_from_the_installed_package(installed, browser):
-    status, _, listing = browser.get("/")
+def test_every_page_renders_from_the_installed_package(installed, visitor):
+    status, _, listing = visitor.get("/")
     assert status == 200 and "demo/trip-planning" in listing
     session = "/sessions/" + urllib.parse.quote("demo/trip-planning", safe="") + "/"
-    status, _, detail = browser.get(session)
+    status, _, detail = visitor.get(session)
     assert status == 200 and "turn-1" in detail
     compare = re.search(r'href="([^"]*/compare/\?[^"]+)"', detail)
     assert compare, "no compare link on the session page"
@@ -235,15 +240,15 @@ def test_every_page_renders_from_the_installed_package(installed, browser):
         "/admin/conversations/agentsession/",
     ]
     for path in pages:
-        status, content_type, body = browser.get(path)
+        status, content_type, body = visitor.get(path)
         assert status == 200, (path, body[:300])
         assert "Traceback" not in body
-    status, _, missing = browser.get("/sessions/no-such-session/")
+    status, _, missing = visitor.get("/sessions/no-such-session/")
     assert status == 404 and "Traceback" not in missing
 
 
-def test_static_files_are_hashed_and_compressed(installed, browser):
-    _, _, page = browser.get("/")
+def test_static_files_are_hashed_and_compressed(installed, visitor):
+    _, _, page = visitor.get("/")
     css = re.search(r'href="(/static/dashboard/css/forkview\.[0-9a-f]{12}\.css)"', page)
     assert css, "the page links no hashed stylesheet"
     request = urllib.request.Request(
@@ -255,12 +260,12 @@ def test_static_files_are_hashed_and_compressed(installed, browser):
         assert "immutable" in response.headers.get("Cache-Control", "")
 
 
-def test_a_chat_turn_runs_over_the_served_websocket(installed, browser):
+def test_a_chat_turn_runs_over_the_served_websocket(installed, visitor):
     port = urllib.parse.urlsplit(installed["url"]).port
     url = f"ws://127.0.0.1:{port}/ws/chat/{urllib.parse.quote('pkg/chat', safe='')}/"
 
     async def chat() -> list[dict[str, Any]]:
-        headers = {"Cookie": browser.cookie_header()}
+        headers = {"Cookie": visitor.cookie_header()}
         async with websockets.connect(
             url, additional_headers=headers, origin=installed["url"]
         ) as ws:
@@ -274,5 +279,5 @@ def test_a_chat_turn_runs_over_the_served_websocket(installed, browser):
     assert messages[0]["type"] == "ready"
     assert messages[-1]["type"] == "turn_complete", messages[-3:]
     assert any(m["type"] == "tool_call" for m in messages)
-    status, _, page = browser.get("/sessions/" + urllib.parse.quote("pkg/chat", safe="") + "/")
+    status, _, page = visitor.get("/sessions/" + urllib.parse.quote("pkg/chat", safe="") + "/")
     assert status == 200 and "calculate 2+2*3" in page

@@ -7,7 +7,7 @@ ModelAdmins' ``save_model``), which checks again under the session's writer lock
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib.admin.widgets import AdminBigIntegerFieldWidget
@@ -33,10 +33,16 @@ JSON_TEXTAREA_ATTRS = {
     "rows": 24,
     "cols": 100,
     "spellcheck": "false",
-    "class": "vLargeTextField forkview-json",
-    "style": "font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; "
-    "font-size: 13px; width: 100%; max-width: 60em; white-space: pre; tab-size: 2;",
+    "class": "vLargeTextField forkview-json",  # styled in static/dashboard/css/admin.css
 }
+
+
+class JSONTextarea(forms.Textarea):
+    """The JSON editor: a monospace textarea (its style a file: the CSP allows no inline one)."""
+
+    class Media:
+        css: ClassVar[dict[str, list[str]]] = {"all": ["dashboard/css/admin.css"]}
+
 
 #: The largest value of the SDK's ``INTEGER`` count columns (a ``BigIntegerField``).
 COUNT_MAX = 2**63 - 1
@@ -49,7 +55,7 @@ class PrettyJSONField(forms.JSONField):
     editor can repair it.
     """
 
-    widget = forms.Textarea(attrs=JSON_TEXTAREA_ATTRS)
+    widget = JSONTextarea(attrs=JSON_TEXTAREA_ATTRS)
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, forms.fields.InvalidJSONInput):
@@ -170,10 +176,10 @@ class TurnUsageForm(ModelForm[TurnUsage]):
         help_text="Must equal input + output tokens; leave empty to fill it in.",
     )
     input_tokens_details = PrettyJSONField(
-        required=False, widget=forms.Textarea(attrs={**JSON_TEXTAREA_ATTRS, "rows": 6})
+        required=False, widget=JSONTextarea(attrs={**JSON_TEXTAREA_ATTRS, "rows": 6})
     )
     output_tokens_details = PrettyJSONField(
-        required=False, widget=forms.Textarea(attrs={**JSON_TEXTAREA_ATTRS, "rows": 6})
+        required=False, widget=JSONTextarea(attrs={**JSON_TEXTAREA_ATTRS, "rows": 6})
     )
 
     class Meta:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.staticfiles import finders
 from django.db import connection  # noqa: F401 - used by skipif strings
 from django.urls import reverse
 
@@ -28,11 +30,20 @@ def test_message_search_finds_content(admin):
     ]
 
 
+def _admin_css_rule(selector: str) -> str:
+    """The declarations of ``selector`` in the admin's stylesheet (the CSP allows no inline
+    style, so the look lives in static/dashboard/css/admin.css)."""
+    css = Path(finders.find("dashboard/css/admin.css")).read_text()
+    start = css.index(selector)
+    return css[start : css.index("}", start)]
+
+
 def test_message_editor_is_indented_monospace_json(admin):
     tree_session()
     msg = message(message_data__name="get_weather")
     html = admin.get(change_url("agentmessage", msg.pk)).content.decode()
-    assert "forkview-json" in html and "monospace" in html
+    assert "forkview-json" in html and "dashboard/css/admin.css" in html
+    assert "monospace" in _admin_css_rule(".forkview-json {")
     assert "&quot;name&quot;: &quot;get_weather&quot;,\n  &quot;arguments&quot;" in html or (
         "\n  &quot;name&quot;: &quot;get_weather&quot;" in html
     )
@@ -92,7 +103,8 @@ def test_message_history_keeps_the_diff_lines(admin):
     assert edit(admin, msg, json.dumps(user("Thank you"))).status_code == 302
     url = reverse("admin:conversations_agentmessage_history", args=[msg.pk])
     html = admin.get(url).content.decode()
-    assert "white-space: pre-wrap" in html
+    assert "forkview-history" in html and "dashboard/css/admin.css" in html
+    assert "white-space: pre-wrap" in _admin_css_rule(".forkview-history #change-history")
     assert '-  "content": "Thanks"' in html.replace("&quot;", '"')
 
 
