@@ -6,6 +6,7 @@
 #                        suite on SQLite + the in-memory channel layer
 #   make test-postgres   the whole suite against DATABASE_URL (PostgreSQL) + REDIS_URL from the env
 #   make lint            ruff check, ruff format --check, mypy (strict, django-stubs), deptry
+#   make lock            re-resolve requirements.lock (the pinned versions every install uses)
 #
 # Works on a fresh Debian 12 machine with Python 3.11 as root; `.ci/run` is what CI runs.
 # Knobs (make VAR=value ...): PYTHON, VENV, HOST, PORT, TEST_TIMEOUT (seconds per pytest run),
@@ -28,14 +29,17 @@ JUNIT_XML    ?=
 RESULTS_FILE ?=
 CHROMIUM     ?= $(or $(CHROMIUM_PATH),/usr/bin/chromium)
 
+LOCK       = requirements.lock
+UV_VERSION = 0.13.8
+
 PY        := $(VENV)/bin/python
 STAMP     := $(VENV)/.forkview-installed
 RUN_STAMP := $(VENV)/.forkview-run-installed
 
-.PHONY: help install run test test-postgres lint chromium
+.PHONY: help install lock run test test-postgres lint chromium
 
 help:
-	@sed -n '3,8s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '3,9s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # --- environment -----------------------------------------------------------------------------
 
@@ -56,18 +60,26 @@ $(PY):
 	  fi
 	fi
 
-$(STAMP): pyproject.toml | $(PY)
-	@echo "==> installing forkview and its test and lint extras into $(VENV) (pip install -e '.[test,lint]')"
-	$(PY) -m pip install -q -e '.[test,lint]'
+# Every install takes the versions of requirements.lock (the tested ones; `make lock` renews it).
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	@echo "==> installing forkview and its test and lint extras into $(VENV) (pip install -c $(LOCK) -e '.[test,lint]')"
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test,lint]'
 	touch $@
 
 # What running needs, and nothing else (no test or lint tools, no Playwright).
-$(RUN_STAMP): pyproject.toml | $(PY)
-	@echo "==> installing forkview into $(VENV) (pip install -e .)"
-	$(PY) -m pip install -q -e .
+$(RUN_STAMP): pyproject.toml $(LOCK) | $(PY)
+	@echo "==> installing forkview into $(VENV) (pip install -c $(LOCK) -e .)"
+	$(PY) -m pip install -q -c $(LOCK) -e .
 	touch $@
 
 install: $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml (newest versions the ranges allow) for
+# CI's platform: Python 3.11 on x86_64 Debian 12. Then `make test` installs and tests them.
+lock: | $(PY)
+	@$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	$(VENV)/bin/uv pip compile pyproject.toml --extra test --extra lint --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_36 --custom-compile-command "make lock" -o $(LOCK) -q
 
 # Debian's Chromium drives the browser tests (Playwright's own browser download is not used).
 chromium:

@@ -16,8 +16,10 @@ seconds, default 5) and then raise :class:`TurnRunning`; the services turn that 
 of a turn re-checks, under the writer lock, that its branch still exists (``DjangoSession``),
 so even a lock lost to a crash can never recreate a deleted session or branch.
 
-Where the locks live (``FORKVIEW_TURN_LOCK``: ``auto`` = Redis if ``REDIS_URL``, else the
-database; ``redis``; ``database``):
+Where the locks live (``FORKVIEW_TURN_LOCK``: ``auto`` or ``database`` = the database;
+``redis``). The default keeps them in the database every turn needs anyway: a Redis outage
+then costs only the live updates, never the chat, and a killed worker's locks go with its
+connection at once instead of after a lease (the failure drills, ``tests/test_drills.py``).
 
 - Redis: leases. Exclusive: ``SET key token NX PX ttl``; shared: a sorted set of holder
   tokens scored by expiry (Lua scripts, Redis server time), renewed every ``ttl/3`` while held.
@@ -167,9 +169,8 @@ def _staff_locks(session_id: str, branch_ids: Iterable[str] | None, using: str) 
 def lock_backend(using: str = "default") -> str:
     """``redis``, ``postgresql`` or ``sqlite``: where the locks for ``using`` live."""
     choice = getattr(settings, "FORKVIEW_TURN_LOCK", "auto")
-    redis_url = getattr(settings, "REDIS_URL", "")
-    if choice == "redis" or (choice == "auto" and redis_url):
-        if not redis_url:
+    if choice == "redis":
+        if not getattr(settings, "REDIS_URL", ""):
             raise RuntimeError("FORKVIEW_TURN_LOCK=redis needs REDIS_URL")
         return "redis"
     vendor = connections[using].vendor
@@ -308,15 +309,19 @@ def _pg_try_sql(lock: _Lock) -> str:
 async def _pg_guard(locks: list[_Lock], using: str) -> AsyncIterator[bool]:
     import psycopg
 
-    conn = await psycopg.AsyncConnection.connect(**_pg_conninfo(using))  # type: ignore[arg-type]
+    # Driver errors as Django's (OperationalError when PostgreSQL is down), like every query.
+    wrap = connections[using].wrap_database_errors
+    with wrap:
+        conn = await psycopg.AsyncConnection.connect(**_pg_conninfo(using))  # type: ignore[arg-type]
     try:
         acquired = True
-        for lock in locks:
-            cursor = await conn.execute(_pg_try_sql(lock), [lock.pg_key])
-            row = await cursor.fetchone()
-            if not (row and row[0]):
-                acquired = False
-                break
+        with wrap:
+            for lock in locks:
+                cursor = await conn.execute(_pg_try_sql(lock), [lock.pg_key])
+                row = await cursor.fetchone()
+                if not (row and row[0]):
+                    acquired = False
+                    break
         yield acquired
         # Closing the connection releases every lock it holds: no unlock round trips.
     finally:

@@ -187,9 +187,31 @@ def _tune_database(alias: str, config: dict[str, Any]) -> dict[str, Any]:
         # An explicit test name: ChannelsLiveServerTestCase's daphne child would otherwise
         # connect to test_test_<name> (django/channels#2176).
         config.setdefault("TEST", {}).setdefault("NAME", f"test_{config['NAME']}")
-        # Persistent connections: sessions used outside requests (consumers, workers) would
-        # otherwise reconnect for every operation; health checks replace broken ones.
-        config.setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
+        # A connection pool per process (psycopg_pool, Django's "pool" option): under ASGI
+        # every request runs its sync code on a thread of its own, so persistent connections
+        # (CONN_MAX_AGE) would pile up one per thread until PostgreSQL refuses new ones (the
+        # load bench hit "remaining connection slots are reserved" at 2 workers). A request
+        # returns its connection at the end; DjangoSession's worker threads keep theirs.
+        # FORKVIEW_DB_POOL_SIZE=0: no pool, persistent connections as DJANGO_CONN_MAX_AGE.
+        pool_size = env.int("FORKVIEW_DB_POOL_SIZE", default=20)
+        if pool_size > 0:
+            # With CONN_HEALTH_CHECKS (below) Django has the pool test each connection it
+            # hands out, so after a PostgreSQL restart dead ones are replaced, not used.
+            # A request waits at most FORKVIEW_DB_POOL_TIMEOUT seconds for a connection, then
+            # fails as the database being unavailable (the 503 page, dashboard/errors.py).
+            # reconnect_timeout: psycopg_pool retries a failed connect with a doubling delay
+            # for this long (default 5 minutes), so after a long outage the pool would come
+            # back minutes late; capped, the next request starts a fresh attempt at once.
+            pool = {
+                "min_size": 1,
+                "max_size": pool_size,
+                "timeout": env.float("FORKVIEW_DB_POOL_TIMEOUT", default=5.0),
+                "reconnect_timeout": 10.0,
+            }
+            config.setdefault("OPTIONS", {}).setdefault("pool", pool)
+            config["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+        else:
+            config.setdefault("CONN_MAX_AGE", env.int("DJANGO_CONN_MAX_AGE", default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
     return config
 
@@ -200,13 +222,21 @@ for _alias, _config in DATABASES.items():
 # CHANNELS
 # ------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+
+
+def redis_channel_layer(url: str) -> dict[str, Any]:
+    """The channels_redis layer on ``url``.
+
+    redis-py >= 6 gives every socket a 5 s read timeout, and channels_redis blocks 5 s in
+    BZPOPMIN waiting for a message: an idle consumer's read then timed out and its socket
+    crashed (found by bench/load_bench.py). Reads may block longer here.
+    """
+    host = {"address": url, "socket_timeout": 30, "socket_connect_timeout": 5}
+    return {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [host]}}
+
+
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
+    CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -301,11 +331,38 @@ STORAGES = {
 
 # LOGGING
 # ------------------------------------------------------------------------------
+# One handler, on stdout, and every record printed once: Django's own handlers (the "django"
+# logger's DEBUG-only console, runserver's "django.server") are replaced by propagation to the
+# root. FORKVIEW_LOG_FORMAT=json writes one JSON object per line (python-json-logger).
+LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="WARNING").upper()
+LOG_FORMAT = env.str("FORKVIEW_LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="WARNING")},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    # django.request: a request failed by a database outage is one line (dashboard/errors.py).
+    "filters": {"quiet_outages": {"()": "dashboard.errors.QuietOutages"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # Request lines of runserver (daphne's "django.channels.server") show in DEBUG.
+        "django": {"handlers": [], "level": "INFO" if DEBUG else LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
+        "django.request": {"handlers": [], "filters": ["quiet_outages"], "propagate": True},
+    },
 }
 
 # FORKVIEW

@@ -40,3 +40,6 @@ urlpatterns = [
     path("", include("dashboard.review.urls")),
     path("admin/", admin.site.urls),
 ]
+
+# A database outage is a 503 with a page saying so; any other uncaught error the 500 page.
+handler500 = "dashboard.errors.server_error"

@@ -1,5 +1,5 @@
-"""Smoke tests: ``bench/session_bench.py``, ``chat_bench.py`` and ``compare_bench.py`` run
-(``--quick``) and print their tables.
+"""Smoke tests: ``bench/session_bench.py``, ``chat_bench.py``, ``compare_bench.py`` and
+``load_bench.py`` run (``--quick``) and print their tables.
 
 Speed targets live in the benchmark's output only; nothing here asserts a timing.
 """
@@ -85,3 +85,11 @@ def test_compare_bench_quick_prints_tables(tmp_path: Path) -> None:
     assert "fallback announced" in out  # the coarser diff is said on the page
     _met, total = _targets(out)
     assert total >= 5, total
+
+
+def test_load_bench_quick_prints_tables(tmp_path: Path) -> None:
+    out = _run_quick("load_bench.py", tmp_path)
+    assert "== Load ==" in out and "usage.json p50/p95/p99 ms" in out
+    assert "every turn stored once" in out
+    _met, total = _targets(out)
+    assert total >= 2, total

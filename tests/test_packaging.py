@@ -9,15 +9,11 @@ and the state lands in ``FORKVIEW_DATA_DIR``, never in the installed package's f
 
 from __future__ import annotations
 
-import asyncio
-import http.cookiejar
-import json
+import importlib.metadata
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 import tomllib
 import urllib.parse
 import urllib.request
@@ -27,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import websockets
+
+from tests.support.served import Visitor, chat_turn, free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-operator-123"
@@ -37,6 +34,39 @@ SECRET = "packaging-test-secret-key-" + "x" * 40
 def _listed_packages() -> set[str]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     return set(config["tool"]["setuptools"]["packages"])
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_lock_pins_every_dependency_and_the_suite_runs_on_it():
+    """requirements.lock pins each declared requirement (and what they pull in), and this
+    environment holds exactly those versions: ``make`` installs with ``-c requirements.lock``,
+    so CI tests what the lock says, and an install that drifted from it fails here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [*project["dependencies"], *project["optional-dependencies"].values()]
+    names = {
+        _normalized(re.match(r"[A-Za-z0-9._-]+", requirement).group())  # type: ignore[union-attr]
+        for group in declared
+        for requirement in ([group] if isinstance(group, str) else group)
+    }
+    locked = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith(("#", " ")):
+            name, version = line.split(";")[0].strip().split("==")
+            locked[_normalized(name.split("[")[0])] = version
+    assert names <= set(locked), names - set(locked)
+    assert len(locked) > len(names)  # their own dependencies are pinned too
+    drifted = {}
+    for name, version in locked.items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # for another Python (a marker), e.g. async-timeout before 3.11.3
+        if installed != version:
+            drifted[name] = (installed, version)
+    assert not drifted, f"installed vs locked: {drifted}"
 
 
 def test_every_package_of_the_tree_is_listed():
@@ -79,12 +109,6 @@ def test_the_wheel_holds_every_file_the_app_needs(wheel):
     assert any(n.startswith("conversations/migrations/0001") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "forkview = dashboard.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +163,7 @@ def installed(wheel, tmp_path_factory) -> Iterator[dict[str, Any]]:
     run("migrate", "--noinput")
     run("seed_demo")
     run("createsuperuser", "--noinput", "--username", "operator", "--email", "op@example.com")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [*forkview, "serve", "--port", str(port), "--workers", "1"],
         cwd=work,
@@ -149,18 +173,7 @@ def installed(wheel, tmp_path_factory) -> Iterator[dict[str, Any]]:
         text=True,
     )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            pytest.fail(f"forkview serve did not start:\n{server.stdout.read()[-3000:]}")
-        time.sleep(0.2)
+    wait_until_healthy(base_url, server)
     try:
         yield {"url": base_url, "site": site, "data": data, "work": work, "run": run}
     finally:
@@ -169,39 +182,6 @@ def installed(wheel, tmp_path_factory) -> Iterator[dict[str, Any]]:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-
-
-class Visitor:
-    """A cookie-keeping HTTP client that logs in through the real login form."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def get(self, path: str) -> tuple[int, str, str]:
-        try:
-            with self.opener.open(self.base_url + path, timeout=30) as response:
-                body = response.read().decode()
-                return response.status, response.headers.get("Content-Type", ""), body
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.headers.get("Content-Type", ""), exc.read().decode()
-
-    def login(self, username: str, password: str) -> None:
-        _, _, page = self.get("/accounts/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-        assert token, page[:500]
-        data = urllib.parse.urlencode(
-            {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)}
-        ).encode()
-        request = urllib.request.Request(
-            self.base_url + "/accounts/login/", data=data, headers={"Referer": self.base_url + "/"}
-        )
-        with self.opener.open(request, timeout=30) as response:
-            assert response.status == 200 and "/accounts/login/" not in response.url
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
 
 
 @pytest.fixture(scope="module")
@@ -261,21 +241,7 @@ def test_static_files_are_hashed_and_compressed(installed, visitor):
 
 
 def test_a_chat_turn_runs_over_the_served_websocket(installed, visitor):
-    port = urllib.parse.urlsplit(installed["url"]).port
-    url = f"ws://127.0.0.1:{port}/ws/chat/{urllib.parse.quote('pkg/chat', safe='')}/"
-
-    async def chat() -> list[dict[str, Any]]:
-        headers = {"Cookie": visitor.cookie_header()}
-        async with websockets.connect(
-            url, additional_headers=headers, origin=installed["url"]
-        ) as ws:
-            messages = [json.loads(await asyncio.wait_for(ws.recv(), 10))]
-            await ws.send(json.dumps({"type": "user_message", "text": "calculate 2+2*3"}))
-            while messages[-1]["type"] not in ("turn_complete", "error"):
-                messages.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
-            return messages
-
-    messages = asyncio.run(chat())
+    messages = chat_turn(installed["url"], visitor.cookie_header(), "pkg/chat", "calculate 2+2*3")
     assert messages[0]["type"] == "ready"
     assert messages[-1]["type"] == "turn_complete", messages[-3:]
     assert any(m["type"] == "tool_call" for m in messages)

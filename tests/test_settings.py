@@ -180,3 +180,34 @@ def test_the_proxy_header_is_configurable(tmp_path, header):
     assert done.returncode == 0, done.stderr
     expected = None if not header else ("HTTP_X_FORWARDED_SSL", "on")
     assert done.stdout.strip() == repr(expected)
+
+
+LOG_LINES = (
+    SETUP + "; import logging"
+    "; logging.getLogger('django.channels.server').info('HTTP GET / 200')"
+    "; logging.getLogger('django.request').error('Internal Server Error: /x')"
+    "; logging.getLogger('forkview.test').warning('turn failed')"
+)
+
+
+def test_logs_go_to_stdout_once_each(tmp_path):
+    """Under runserver (DEBUG) Django's own console handler and the root's printed every
+    request line twice; now one handler, on stdout."""
+    done = _run(tmp_path, LOG_LINES, DJANGO_DEBUG="true")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for text in ("HTTP GET / 200", "Internal Server Error: /x", "turn failed"):
+        assert sum(text in line for line in lines) == 1, lines
+    assert done.stderr == ""
+
+
+def test_logs_as_json_lines(tmp_path):
+    done = _run(tmp_path, LOG_LINES, DJANGO_SECRET_KEY=STRONG_KEY, FORKVIEW_LOG_FORMAT="json")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    # DEBUG off, level WARNING: the request line (INFO) is not logged, the others once each.
+    assert [(r["level"], r["logger"], r["message"]) for r in records] == [
+        ("ERROR", "django.request", "Internal Server Error: /x"),
+        ("WARNING", "forkview.test", "turn failed"),
+    ]
+    assert all(r["time"] for r in records)

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote
 
 from channels.db import aclose_old_connections, database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import get_user, get_user_model
 from django.http import HttpRequest
@@ -29,6 +30,7 @@ from conversations.permissions import CHAT_PERMISSIONS, VIEW_PERMISSIONS, holds_
 from conversations.session import BranchAnchor
 from conversations.text import text_problem
 from dashboard.agents import backend_label, get_agent
+from dashboard.errors import database_unavailable
 
 from . import protocol
 from .batching import DeltaBatcher
@@ -42,6 +44,7 @@ from .protocol import (
     ERR_BAD_JSON,
     ERR_BAD_TEXT,
     ERR_BAD_TURN,
+    ERR_DATABASE,
     ERR_EMPTY,
     ERR_FORBIDDEN,
     ERR_LISTEN_ONLY,
@@ -69,12 +72,23 @@ from .turns import (
     turn_input,
 )
 
-__all__ = ["DEFAULT_AUTH_RECHECK_SECONDS", "ChatConsumer", "SessionLiveConsumer"]
+__all__ = [
+    "DEFAULT_AUTH_RECHECK_SECONDS",
+    "LIVE_RETRY_SECONDS",
+    "NO_CHANNEL_LAYER",
+    "ChatConsumer",
+    "SessionLiveConsumer",
+]
 
 logger = logging.getLogger(__name__)
 
 #: How long a socket trusts its last authorisation check (``FORKVIEW_SOCKET_AUTH_RECHECK``).
 DEFAULT_AUTH_RECHECK_SECONDS = 3.0
+
+#: A channel-layer alias no settings define: Channels then gives a consumer no layer.
+NO_CHANNEL_LAYER = "forkview.no-layer"
+#: Seconds between attempts to rejoin a session's group while the channel layer is down.
+LIVE_RETRY_SECONDS = 2.0
 
 # Turns outlive a dropped socket (they finish and are stored): keep their tasks referenced.
 _RUNNING_TURNS: set[asyncio.Task[None]] = set()
@@ -219,6 +233,9 @@ class ChatConsumer(_AuthorizedConsumer):
 
     permissions = CHAT_PERMISSIONS
     route_prefix = "/ws/chat/"
+    # The chat only ever notifies viewers (``notify``, best effort) and listens to nothing:
+    # without a layer of its own, a Redis outage cannot end its sockets.
+    channel_layer_alias = NO_CHANNEL_LAYER
 
     async def connected(self) -> None:
         self._open = True
@@ -434,6 +451,17 @@ class ChatConsumer(_AuthorizedConsumer):
         except TurnRefused as exc:
             await emit(protocol.error(str(exc)))
         except Exception as exc:
+            if database_unavailable(exc):
+                # Nothing was stored (a turn commits whole or not at all). The exception's
+                # text may quote the turn's data: the log names only its type.
+                logger.warning(
+                    "Chat turn on %r / %r: the database is unavailable (%s)",
+                    self.session_id,
+                    branch_id,
+                    type(exc).__name__,
+                )
+                await emit(protocol.error(ERR_DATABASE))
+                return
             log_turn_failure(logger, self.session_id, branch_id, exc)
             detail = str(exc).strip()[:300] or type(exc).__name__
             await emit(
@@ -473,31 +501,93 @@ class SessionLiveConsumer(_AuthorizedConsumer):
     Viewers only listen: any frame gets an ``error`` (after the authorisation re-check), and
     so does nothing else; each forwarded event re-checks the viewer too, so a viewer who lost
     the permission hears nothing more.
+
+    The channel layer is listened to here, not by Channels' dispatch loop (which ends the
+    socket on the first error of the layer): when Redis stops answering the socket stays open,
+    the viewer is told ``live_status`` false, the group is joined again every
+    :data:`LIVE_RETRY_SECONDS`, and ``live_status`` true says updates flow again.
     """
 
     permissions = VIEW_PERMISSIONS
     route_prefix = "/ws/sessions/"
+    channel_layer_alias = NO_CHANNEL_LAYER  # see the class docstring
 
     group: str | None = None
+    _channel: str | None = None
+    _listener: asyncio.Task[None] | None = None
 
     async def connected(self) -> None:
-        self.group = group_name(self.session_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        layer = get_channel_layer()
+        live = True
+        if layer is not None:
+            # Joined before the handshake completes: a turn stored right after it is heard.
+            self.group, self._channel = group_name(self.session_id), await layer.new_channel()
+            live = await self._join(layer)
         await self.accept()
+        if layer is not None:
+            if not live:
+                await self._say(protocol.live_status(False))
+            self._listener = asyncio.ensure_future(self._listen(layer, live))
+
+    async def _join(self, layer: Any) -> bool:
+        """Join the session's group; ``False`` (logged) if the layer is unreachable."""
+        assert self.group is not None and self._channel is not None
+        try:
+            await layer.group_add(self.group, self._channel)
+        except Exception:
+            logger.warning(
+                "Live updates of %r paused: the channel layer is unreachable",
+                self.session_id,
+                exc_info=True,
+            )
+            return False
+        return True
+
+    async def _listen(self, layer: Any, live: bool) -> None:
+        """Forward the group's events until cancelled, riding out channel-layer outages."""
+        assert self._channel is not None
+        while True:
+            if not live:
+                await asyncio.sleep(LIVE_RETRY_SECONDS)
+                live = await self._join(layer)
+                if live:
+                    await self._say(protocol.live_status(True))
+                continue
+            try:
+                event = await layer.receive(self._channel)
+            except Exception:
+                logger.warning(
+                    "Live updates of %r paused: the channel layer failed",
+                    self.session_id,
+                    exc_info=True,
+                )
+                live = False
+                await self._say(protocol.live_status(False))
+                continue
+            if event.get("type") == "session.event":
+                await self.session_event(event)
 
     async def disconnect(self, code: int) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
         group, self.group = self.group, None
-        if group is not None:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        layer = get_channel_layer()
+        if group is not None and self._channel is not None and layer is not None:
+            with contextlib.suppress(Exception):  # an unreachable layer forgets it anyway
+                await layer.group_discard(group, self._channel)
 
     async def revoked(self) -> None:
         await self.disconnect(CLOSE_FORBIDDEN)  # leave the group: hear nothing more
 
     async def receive_frame(self, text_data: str | None) -> None:
         # Not even parsed: no frame means anything here.
-        with contextlib.suppress(Exception):
-            await self.send_json(protocol.error(ERR_LISTEN_ONLY))
+        await self._say(protocol.error(ERR_LISTEN_ONLY))
 
     async def session_event(self, event: dict[str, Any]) -> None:
         if await self.still_authorised():
-            await self.send_json(event["message"])
+            await self._say(event["message"])
+
+    async def _say(self, message: Message) -> None:
+        with contextlib.suppress(Exception):  # the viewer may be gone already
+            await self.send_json(message)

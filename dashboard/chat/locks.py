@@ -10,8 +10,8 @@ its session's lock shared and its branch's lock exclusive. Usage::
         if not acquired:
             ...  # busy: another turn on this branch, or a staff edit of it
 
-``FORKVIEW_TURN_LOCK`` = ``auto`` (default: Redis if ``REDIS_URL`` is set, else the database),
-``redis`` or ``database``.
+``FORKVIEW_TURN_LOCK`` = ``auto`` (default) or ``database``: PostgreSQL advisory locks or
+SQLite ``flock``; ``redis``: Redis leases.
 """
 
 from __future__ import annotations

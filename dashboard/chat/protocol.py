@@ -28,6 +28,7 @@ __all__ = [
     "ERR_BAD_TEXT",
     "ERR_BAD_TURN",
     "ERR_BUSY",
+    "ERR_DATABASE",
     "ERR_EMPTY",
     "ERR_FORBIDDEN",
     "ERR_LISTEN_ONLY",
@@ -36,6 +37,7 @@ __all__ = [
     "ERR_TOO_MANY_TURNS",
     "ERR_UNKNOWN",
     "FORK",
+    "LIVE_STATUS",
     "MAX_FRAME_BYTES",
     "MAX_ID_CHARS",
     "MAX_MESSAGE_BYTES",
@@ -53,6 +55,7 @@ __all__ = [
     "busy",
     "error",
     "group_name",
+    "live_status",
     "protocol_event",
 ]
 
@@ -76,6 +79,9 @@ MESSAGE: Final = "message"
 TURN_COMPLETE: Final = "turn_complete"
 BUSY: Final = "busy"
 ERROR: Final = "error"
+#: Viewers' socket: ``{"type": "live_status", "live": false}`` when the channel layer (Redis)
+#: stops carrying updates, ``true`` when it carries them again.
+LIVE_STATUS: Final = "live_status"
 
 # ---- Limits and close codes ------------------------------------------------------------------
 
@@ -114,6 +120,7 @@ ERR_LISTEN_ONLY: Final = "This socket only sends session updates; it accepts no 
 ERR_LOGGED_OUT: Final = "Your login has ended (logged out or deactivated); sign in again."
 ERR_FORBIDDEN: Final = "You no longer have permission to use this socket."
 RETRY_HINT: Final = "Nothing was stored; send again to retry."
+ERR_DATABASE: Final = f"The database is unavailable right now. {RETRY_HINT}"
 
 
 def error(text: str) -> Message:
@@ -124,6 +131,11 @@ def error(text: str) -> Message:
 def busy() -> Message:
     """The ``busy`` message."""
     return {"type": BUSY, "message": ERR_BUSY}
+
+
+def live_status(live: bool) -> Message:
+    """The viewers' ``live_status`` message."""
+    return {"type": LIVE_STATUS, "live": live}
 
 
 def group_name(session_id: str) -> str:

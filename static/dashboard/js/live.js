@@ -2,7 +2,9 @@
  *
  * Listens on /ws/sessions/<session_id>/ for turn_complete and branch_created (sent by the
  * live chat, in any server process when the Redis channel layer is configured) and shows
- * "N new turns — reload" for this branch, or a link to a branch created meanwhile.
+ * "N new turns — reload" for this branch, or a link to a branch created meanwhile. When the
+ * server says the channel layer is down (live_status false) the banner says updates are
+ * paused; when they resume it offers a reload (turns stored meanwhile were not announced).
  */
 (function () {
   "use strict";
@@ -12,6 +14,8 @@
   const branch = banner.dataset.branch;
   let newTurns = 0;
   const newBranches = [];
+  let paused = false;
+  let resumed = false;
   let delay = 1000;
 
   function reviewUrl(branchId) {
@@ -20,6 +24,18 @@
 
   function render() {
     banner.textContent = "";
+    banner.classList.toggle("live-paused", paused);
+    if (paused) {
+      banner.appendChild(document.createTextNode(
+        "Live updates are paused (the server cannot reach its message broker); new turns " +
+        "are still stored. Retrying…"));
+    } else if (resumed && !newTurns) {
+      const reload = document.createElement("a");
+      reload.href = reviewUrl(branch);
+      reload.id = "live-resumed";
+      reload.textContent = "Live updates are back — reload to see turns stored meanwhile";
+      banner.appendChild(reload);
+    }
     if (newTurns) {
       const reload = document.createElement("a");
       reload.href = reviewUrl(branch);
@@ -46,6 +62,11 @@
     },
     branch_created(msg) {
       newBranches.push(msg);
+      render();
+    },
+    live_status(msg) {
+      resumed = paused && msg.live === true;
+      paused = msg.live === false;
       render();
     },
   };

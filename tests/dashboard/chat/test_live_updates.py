@@ -31,6 +31,7 @@ from conversations.session import DjangoSession
 from dashboard.asgi import application
 from dashboard.chat import consumers, protocol
 from dashboard.demo.model import OfflineModel
+from dashboard.settings import redis_channel_layer
 from tests.support.auth import cookie_header
 from tests.support.databases import database_url
 
@@ -65,12 +66,7 @@ def slow_offline_agent() -> Agent:
 
 
 def _redis_layers() -> dict:
-    return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]]},
-        }
-    }
+    return {"default": redis_channel_layer(os.environ["REDIS_URL"])}
 
 
 @pytest.fixture(
@@ -189,6 +185,23 @@ async def test_viewer_gets_turn_complete_once_the_turn_is_stored(
         # Sent after the turn was stored: a viewer reloading now sees it.
         assert await user_turns(session_id) == list(range(1, turn + 1))
     assert await viewer.receive_nothing(timeout=QUIET)  # no deltas, nothing twice
+    await chat.disconnect()
+    await viewer.disconnect()
+
+
+@needs_redis
+@pytest.mark.parametrize("layer", ["redis"], indirect=True)
+async def test_sockets_idle_past_the_redis_read_timeout_keep_working(
+    layer, chatter_cookie, viewer_cookie
+):
+    """redis-py's default 5 s socket timeout once crashed every consumer left idle for 5 s
+    (channels_redis blocks 5 s in BZPOPMIN); both sockets must outlive it."""
+    session_id = unique("s-idle")
+    viewer = await open_viewer(viewer_cookie, session_id)
+    chat = await open_chat(chatter_cookie, session_id)
+    assert await viewer.receive_nothing(timeout=7)  # idle past the read timeout, no crash
+    [done] = await send_turn(chat, {"type": "user_message", "text": "still there?"})
+    assert (await next_event(viewer)) == done
     await chat.disconnect()
     await viewer.disconnect()
 

@@ -79,14 +79,19 @@ async def test_guard_is_released_when_the_holder_is_cancelled(backend):
         assert acquired
 
 
-async def test_auto_prefers_redis_when_configured(settings):
+async def test_auto_keeps_the_locks_in_the_database_even_with_redis(settings):
     settings.FORKVIEW_TURN_LOCK = "auto"
     settings.REDIS_URL = ""
     assert lock_backend() == connection.vendor
-    settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    assert lock_backend() == "redis"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # a Redis outage must not stop the chat
+    assert lock_backend() == connection.vendor
     settings.FORKVIEW_TURN_LOCK = "database"
     assert lock_backend() == connection.vendor
+    settings.FORKVIEW_TURN_LOCK = "redis"
+    assert lock_backend() == "redis"
+    settings.REDIS_URL = ""
+    with pytest.raises(RuntimeError, match="needs REDIS_URL"):
+        lock_backend()
 
 
 HOLDER = textwrap.dedent(
