@@ -1,5 +1,5 @@
 """Smoke tests: ``bench/session_bench.py``, ``chat_bench.py``, ``compare_bench.py`` and
-``load_bench.py`` run (``--quick``) and print their tables.
+``load_bench.py`` run (``--quick``) and print their tables; ``scale_bench.py`` a small run.
 
 Speed targets live in the benchmark's output only; nothing here asserts a timing.
 """
@@ -93,3 +93,26 @@ def test_load_bench_quick_prints_tables(tmp_path: Path) -> None:
     assert "every turn stored once" in out
     _met, total = _targets(out)
     assert total >= 2, total
+
+
+def test_scale_bench_small_run_checks_its_data_and_prints_the_table(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "BENCH_DATABASE_URL"}
+    proc = subprocess.run(
+        [sys.executable, "bench/scale_bench.py", "--small", "40", "--large", "120"]
+        + ["--requests", "1", "--workdir", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = proc.stdout
+    # The bulk-built rows were checked against DjangoSession's before anything was timed.
+    assert "every column equal (ids and timestamps aside), and the SDK reads agree: OK" in out
+    assert "== Review pages, server time" in out
+    for page in ("list, default sort", "sort -tokens", "search rare word", "usage.json"):
+        assert page in out, page
+    assert out.count("count exact") >= 20  # the list's counts agree with the generator
+    _met, total = _targets(out)
+    assert total >= 25, total

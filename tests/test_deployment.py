@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.support.served import Visitor, free_port, server_env, wait_until_healthy
+from tests.support.served import Visitor, free_port, server_env, serving
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-deploy-123"
@@ -67,17 +67,8 @@ def deployment(database, tmp_path_factory) -> Iterator[dict[str, Any]]:
     settings = {k: v for k, v in database.items() if k != "workers"}
     env = _clean_env(FORKVIEW_DATA_DIR=str(data), FORKVIEW_WORKERS=database["workers"], **settings)
     port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "start", "--port", str(port), "--wait", "30"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base_url, server)
+    start = [sys.executable, "manage.py", "start", "--port", str(port), "--wait", "30"]
+    with serving(start, port=port, cwd=REPO, env=env):
         done = subprocess.run(
             [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "op"]
             + ["--email", "op@example.com"],
@@ -88,13 +79,7 @@ def deployment(database, tmp_path_factory) -> Iterator[dict[str, Any]]:
             timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        yield {"url": base_url, "workers": int(database["workers"])}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        yield {"url": f"http://127.0.0.1:{port}", "workers": int(database["workers"])}
 
 
 def test_start_migrated_an_empty_database_and_serves(deployment):

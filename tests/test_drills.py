@@ -40,7 +40,14 @@ import pytest
 import websockets
 
 from dashboard.chat.protocol import ERR_DATABASE
-from tests.support.served import Visitor, chat_turn, free_port, server_env, wait_until_healthy
+from tests.support.served import (
+    Visitor,
+    chat_turn,
+    free_port,
+    server_env,
+    serving,
+    wait_until_healthy,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-drills-123"
@@ -145,32 +152,17 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, A
     )
     port = free_port()
     log_path = tmp_path_factory.mktemp("drills") / "server.log"  # kept, for a failed drill
-    log = log_path.open("w")
-    server = subprocess.Popen(
-        [sys.executable, "manage.py", "start", "--port", str(port), "--wait", "30"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    start = [sys.executable, "manage.py", "start", "--port", str(port), "--wait", "30"]
     try:
-        wait_until_healthy(url, server, log=log_path)
-        subprocess.run(
-            [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "op",
-             "--email", "op@example.com"],
-            cwd=REPO, env=env, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
-        yield {"url": url, "port": port, "server": server, "pg": pg, "redis": redis,
-               "log": log_path}  # fmt: skip
+        with serving(start, port=port, cwd=REPO, env=env, log=log_path) as server:
+            subprocess.run(
+                [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username",
+                 "op", "--email", "op@example.com"],
+                cwd=REPO, env=env, check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            yield {"url": f"http://127.0.0.1:{port}", "port": port, "server": server,
+                   "pg": pg, "redis": redis, "log": log_path}  # fmt: skip
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
         for stop in (redis.stop, pg.stop):
             try:
                 stop()

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.served import Visitor, chat_turn, free_port, wait_until_healthy
+from tests.support.served import Visitor, chat_turn, free_port, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "pw-operator-123"
@@ -164,24 +164,10 @@ def installed(wheel, tmp_path_factory) -> Iterator[dict[str, Any]]:
     run("seed_demo")
     run("createsuperuser", "--noinput", "--username", "operator", "--email", "op@example.com")
     port = free_port()
-    server = subprocess.Popen(
-        [*forkview, "serve", "--port", str(port), "--workers", "1"],
-        cwd=work,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    wait_until_healthy(base_url, server)
-    try:
+    serve = [*forkview, "serve", "--port", str(port), "--workers", "1"]
+    with serving(serve, port=port, cwd=work, env=env):
+        base_url = f"http://127.0.0.1:{port}"
         yield {"url": base_url, "site": site, "data": data, "work": work, "run": run}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ served websocket."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.cookiejar
 import json
 import os
@@ -15,13 +16,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 
-__all__ = ["Visitor", "chat_turn", "free_port", "server_env", "wait_until_healthy"]
+__all__ = ["Visitor", "chat_turn", "free_port", "server_env", "serving", "wait_until_healthy"]
 
 #: Only what a test names reaches the server: none of the caller's settings variables.
 _SETTINGS_PREFIXES = ("DJANGO_", "FORKVIEW_", "DATABASE_URL", "REDIS_URL", "OPENAI_")
@@ -72,6 +74,29 @@ def wait_until_healthy(
                 output += log.read_text(errors="replace")
             pytest.fail(f"the server did not start:\n{output[-3000:]}")
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving(
+    argv: list[str], *, port: int, cwd: Path, env: dict[str, str], log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Run a server command (``forkview serve``/``start``) until it is healthy on ``port``;
+    stop it afterwards. Its output goes to ``log`` (a long-lived server's log can outgrow a
+    pipe's buffer and block it), else to a pipe read on failure."""
+    with contextlib.ExitStack() as stack:
+        out: Any = stack.enter_context(log.open("w")) if log is not None else subprocess.PIPE
+        server = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", server, log=log)
+            yield server
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
 class Visitor:
