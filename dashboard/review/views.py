@@ -92,6 +92,7 @@ def home(request: HttpRequest) -> HttpResponse:
         updated_to=_date(request.GET.get("to")),
     )
     query = request.GET.get("q", "").strip()
+    within = selectors.session_ids(filters)  # the hits honour the list's filters
     context: dict[str, Any] = {
         "listing": selectors.session_list(
             filters=filters,
@@ -100,7 +101,8 @@ def home(request: HttpRequest) -> HttpResponse:
         ),
         "filters": filters,
         "query": query,
-        "hits": selectors.search_hits(query=query) if query else (),
+        "hits": selectors.search_hits(query=query, within=within) if query else (),
+        "search_filtered": within is not None,
     }
     return render(request, "dashboard/session_list.html", context)
 

@@ -22,6 +22,7 @@ from .sessions import (
     SessionListFilters,
     SessionListPage,
     SessionRow,
+    session_ids,
     session_list,
     tool_names,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "branch_tree_get",
     "search_hits",
     "session_detail_get",
+    "session_ids",
     "session_list",
     "tool_names",
     "turn_fragment_get",

@@ -14,9 +14,10 @@ import html
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import connection
-from django.db.models import Q, TextField
+from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast
 
 from conversations.items import is_undecodable, item_text, stored_json
@@ -84,7 +85,9 @@ def _snippet(text: str, terms: Sequence[str], width: int = SNIPPET_WIDTH) -> tup
     return prefix + window + suffix, prefix + "".join(out) + suffix
 
 
-def search_hits(*, query: str, limit: int = SEARCH_LIMIT) -> tuple[SearchHit, ...]:
+def search_hits(
+    *, query: str, limit: int = SEARCH_LIMIT, within: QuerySet[Any, str] | None = None
+) -> tuple[SearchHit, ...]:
     """Messages matching ``query`` in any session, newest (or best ranked) first: 2 queries.
 
     PostgreSQL: full-text search (``websearch`` syntax, English stemming, GIN-indexed).
@@ -94,6 +97,8 @@ def search_hits(*, query: str, limit: int = SEARCH_LIMIT) -> tuple[SearchHit, ..
     Args:
         query: What to look for (cut to :data:`MAX_QUERY` characters); blank finds nothing.
         limit: Most hits returned.
+        within: Only in these sessions (a subquery of session ids, e.g. the session list's
+            filters: ``sessions.session_ids``); ``None``: every session.
 
     Returns:
         One hit per message, placed where it was first written (its branch and turn), with
@@ -104,6 +109,8 @@ def search_hits(*, query: str, limit: int = SEARCH_LIMIT) -> tuple[SearchHit, ..
         return ()
     terms = _terms(query)
     messages = AgentMessage.objects.all()
+    if within is not None:
+        messages = messages.filter(session_id__in=within)
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 

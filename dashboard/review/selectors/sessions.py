@@ -17,6 +17,7 @@ from django.db.models import (
     F,
     IntegerField,
     OuterRef,
+    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -37,6 +38,7 @@ __all__ = [
     "SessionListFilters",
     "SessionListPage",
     "SessionRow",
+    "session_ids",
     "session_list",
     "tool_names",
 ]
@@ -94,6 +96,43 @@ class SessionListPage:
         return self.number < self.num_pages
 
 
+def _branch_count() -> Subquery:
+    return Subquery(
+        MessageStructure.objects.filter(session_id=OuterRef("pk"))
+        .order_by()
+        .values("session_id")
+        .annotate(n=Count("branch_id", distinct=True))
+        .values("n"),
+        output_field=IntegerField(),
+    )
+
+
+def _filtered(qs: QuerySet[AgentSession], filters: SessionListFilters) -> QuerySet[AgentSession]:
+    """``qs`` narrowed to what ``filters`` select (the one definition of each filter)."""
+    if filters.has_branches:
+        if "branch_count" not in qs.query.annotations:  # the list has it already
+            qs = qs.alias(branch_count=Coalesce(_branch_count(), Value(0)))
+        qs = qs.filter(Q(branch_count__gt=1))  # an annotation: the stubs cannot see it
+    if filters.tool:
+        qs = qs.filter(
+            Exists(
+                MessageStructure.objects.filter(session_id=OuterRef("pk"), tool_name=filters.tool)
+            )
+        )
+    if filters.updated_from:
+        qs = qs.filter(updated_at__date__gte=filters.updated_from)
+    if filters.updated_to:
+        qs = qs.filter(updated_at__date__lte=filters.updated_to)
+    return qs
+
+
+def session_ids(filters: SessionListFilters) -> QuerySet[AgentSession, str] | None:
+    """The ids of the sessions ``filters`` select, as a subquery (``None``: no filter, all)."""
+    if filters == SessionListFilters():
+        return None
+    return _filtered(AgentSession.objects.all(), filters).values_list("session_id", flat=True)
+
+
 def _sessions(filters: SessionListFilters) -> QuerySet[AgentSession, _Row]:
     """The sessions ``filters`` select, as rows with their title, turn, branch and token
     figures (one correlated subquery each)."""
@@ -111,12 +150,6 @@ def _sessions(filters: SessionListFilters) -> QuerySet[AgentSession, _Row]:
         .annotate(n=Count("message_id", distinct=True))
         .values("n")
     )
-    branches = (
-        structure.order_by()
-        .values("session_id")
-        .annotate(n=Count("branch_id", distinct=True))
-        .values("n")
-    )
     tokens = (
         TurnUsage.objects.filter(session_id=OuterRef("pk"))
         .order_by()
@@ -127,22 +160,10 @@ def _sessions(filters: SessionListFilters) -> QuerySet[AgentSession, _Row]:
     qs = AgentSession.objects.annotate(
         title=Subquery(first_user, output_field=TextField()),
         turn_count=Coalesce(Subquery(turns, output_field=IntegerField()), Value(0)),
-        branch_count=Coalesce(Subquery(branches, output_field=IntegerField()), Value(0)),
+        branch_count=Coalesce(_branch_count(), Value(0)),
         total_tokens=Coalesce(Subquery(tokens, output_field=IntegerField()), Value(0)),
     )
-    if filters.has_branches:
-        qs = qs.filter(branch_count__gt=1)
-    if filters.tool:
-        qs = qs.filter(
-            Exists(
-                MessageStructure.objects.filter(session_id=OuterRef("pk"), tool_name=filters.tool)
-            )
-        )
-    if filters.updated_from:
-        qs = qs.filter(updated_at__date__gte=filters.updated_from)
-    if filters.updated_to:
-        qs = qs.filter(updated_at__date__lte=filters.updated_to)
-    return qs.values_list(*_Row._fields, named=True)
+    return _filtered(qs, filters).values_list(*_Row._fields, named=True)
 
 
 class _Row(NamedTuple):

@@ -172,6 +172,20 @@ def test_search_hits_label_shared_prefix_and_branch_only(trip):
     assert only[0].turn == 4 and "<mark>" in only[0].snippet_html
 
 
+def test_search_within_the_list_filters(trip):
+    Writer("plain").turn(turn_items(1, text="question 2 again"))  # no tool, no branches
+    everywhere = {h.session_id for h in selectors.search_hits(query="question 2")}
+    assert everywhere == {"trip", "plain"}
+    for filters in (
+        selectors.SessionListFilters(tool="calculator"),
+        selectors.SessionListFilters(has_branches=True),
+    ):
+        within = selectors.session_ids(filters)
+        hits = selectors.search_hits(query="question 2", within=within)
+        assert {h.session_id for h in hits} == {"trip"}, filters
+    assert selectors.session_ids(selectors.SessionListFilters()) is None  # no filter: all
+
+
 def test_search_ignores_json_keys(trip):
     assert selectors.search_hits(query="role") == ()
 

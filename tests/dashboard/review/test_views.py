@@ -40,6 +40,17 @@ def test_home_search_shows_hits_linking_to_branch_and_turn(reviewer_client, trip
     assert "branch=tokyo%2Fnikko&amp;turn=4#turn-4" in html
 
 
+def test_home_search_honours_the_list_filters(reviewer_client, trip):
+    Writer("plain").turn(turn_items(1, text="nikko without tools"))
+    html = reviewer_client.get(reverse("home"), {"q": "nikko"}).content.decode()
+    assert 'data-session="plain"' in html and 'data-session="demo/trip"' in html
+    assert "in the sessions filtered below" not in html
+    html = reviewer_client.get(reverse("home"), {"q": "nikko", "tool": "calculator"}).content
+    html = html.decode()
+    assert 'data-session="plain"' not in html and 'data-session="demo/trip"' in html
+    assert "in the sessions filtered below" in html
+
+
 def test_detail_renders_branch_turns_tree_and_charts(reviewer_client, trip):
     html = reviewer_client.get(session_url("demo/trip", "tokyo")).content.decode()
     assert 'id="turn-3"' in html and 'id="branch-tree"' in html and 'id="token-charts"' in html
