@@ -271,3 +271,80 @@ class PreferredBranch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.session_id}: {self.branch_id}"
+
+
+# ---- The session list's summaries (Forkview's tables, kept by triggers: see summaries.py) ----
+
+
+class SessionSummary(models.Model):
+    """One session's list figures (``forkview_session_summaries``), kept by database triggers
+    on the SDK's tables, so they are right whoever wrote the rows. Read-only here."""
+
+    session_id = models.TextField(primary_key=True)
+    title_message_id = models.BigIntegerField(null=True)
+    title_seq = models.IntegerField(null=True)
+    title_key = models.TextField()
+    turn_count = models.IntegerField()
+    branch_count = models.IntegerField()
+    branched = models.IntegerField()  # 1 when branch_count > 1
+    tools = models.TextField()  # summaries.tool_token of each tool it uses, concatenated
+    total_tokens = models.BigIntegerField()
+    created_at = models.DateTimeField(null=True)
+    updated_at = models.DateTimeField(null=True)
+    day = models.TextField()  # the UTC date of updated_at, YYYY-MM-DD ('' when none)
+
+    class Meta:
+        managed = False
+        db_table = "forkview_session_summaries"
+
+    def __str__(self) -> str:
+        return self.session_id
+
+
+class SessionTool(models.Model):
+    """A tool a session's rows name (``forkview_session_tools``)."""
+
+    pk = models.CompositePrimaryKey("session_id", "tool_name")
+    session_id = models.TextField()
+    tool_name = models.TextField()
+    branched = models.IntegerField()  # the session's, copied: the filters' index
+    day = models.TextField()  # the session's, copied
+
+    class Meta:
+        managed = False
+        db_table = "forkview_session_tools"
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.tool_name}"
+
+
+class ToolSessions(models.Model):
+    """How many sessions name a tool (``forkview_tools``): the list's tool filter options."""
+
+    tool_name = models.TextField(primary_key=True)
+    sessions = models.IntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "forkview_tools"
+
+    def __str__(self) -> str:
+        return self.tool_name
+
+
+class ListCount(models.Model):
+    """Sessions per (tool, has branches, day of last activity) (``forkview_list_counts``);
+    tool ``''`` counts every session. Any filter of the list is a sum of these."""
+
+    pk = models.CompositePrimaryKey("tool", "branched", "day")
+    tool = models.TextField()
+    branched = models.IntegerField()
+    day = models.TextField()
+    n = models.BigIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "forkview_list_counts"
+
+    def __str__(self) -> str:
+        return f"{self.tool or '*'} / {self.branched} / {self.day}: {self.n}"

@@ -64,7 +64,7 @@ async def run(worker: int, batches: int, session_id: str) -> dict[str, Any]:
         items = batch_items(worker, batch)
         # A breath between batches, as a real agent takes: SQLite's busy handler polls with
         # backoff, so a writer looping with no gap can finish before a waiter's next poll.
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.01)  # longer than a write (the triggers of 0006 lengthen it)
         await session.add_items(items)
         own_user_messages += sum(1 for item in items if item.get("role") == "user")
         if batch % 10 == 5 and own_user_messages >= 2:

@@ -62,8 +62,8 @@ def test_detail_query_budget(reviewer_client, sizes):
 @pytest.mark.parametrize(
     ("url_for", "budget"),
     [
-        (lambda sid: reverse("home"), 7),
-        (lambda sid: reverse("home") + "?q=question", 9),
+        (lambda sid: reverse("home"), 8),
+        (lambda sid: reverse("home") + "?q=question", 10),
         (lambda sid: session_url(sid, "alt"), 10),
         (lambda sid: usage_url(sid, "alt"), 9),
         (lambda sid: compare_url(sid, "main", "alt/deeper"), 11),
