@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import random
@@ -377,6 +378,59 @@ class RawSession:
             )
         return turns
 
+    def pop_item(self) -> Any:
+        """The SDK's pop: claim the newest row, read its message, drop orphans, drop the usage
+        of a turn left empty."""
+        sid, conn, branch = self.session_id, self.conn, self.branch
+        conn.execute("BEGIN IMMEDIATE")
+        self._generation()
+        conn.execute(
+            "INSERT OR IGNORE INTO branch_reservations (session_id, branch_id) VALUES (?, ?)",
+            (sid, branch),
+        )
+        claimed = conn.execute(
+            "DELETE FROM message_structure WHERE id = (SELECT id FROM message_structure "
+            "WHERE session_id = ? AND branch_id = ? ORDER BY sequence_number DESC LIMIT 1) "
+            "RETURNING message_id, user_turn_number",
+            (sid, branch),
+        ).fetchone()
+        if claimed is None:
+            conn.commit()
+            return None
+        message_id, turn = claimed
+        row = conn.execute(
+            "SELECT message_data FROM agent_messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        conn.execute(
+            "DELETE FROM agent_messages WHERE session_id = ? AND id NOT IN "
+            "(SELECT message_id FROM message_structure WHERE session_id = ?)",
+            (sid, sid),
+        )
+        (left,) = conn.execute(
+            "SELECT COUNT(*) FROM message_structure WHERE session_id = ? AND branch_id = ? "
+            "AND user_turn_number = ?",
+            (sid, branch, turn),
+        ).fetchone()
+        if not left:
+            conn.execute(
+                "DELETE FROM turn_usage WHERE session_id = ? AND branch_id = ? "
+                "AND user_turn_number = ?",
+                (sid, branch, turn),
+            )
+        conn.commit()
+        return json.loads(row[0]) if row else None
+
+    def get_session_usage(self) -> dict[str, int] | None:
+        row = self.conn.execute(
+            "SELECT SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(total_tokens), "
+            "COUNT(*) FROM turn_usage WHERE session_id = ?",
+            (self.session_id,),
+        ).fetchone()
+        if row[0] is None:
+            return None
+        keys = ("requests", "input_tokens", "output_tokens", "total_tokens", "total_turns")
+        return dict(zip(keys, row, strict=True))
+
     def get_turn_usage(self) -> list[dict[str, Any]]:
         self._generation()
         rows = self.conn.execute(
@@ -418,6 +472,185 @@ class AsyncRaw:
 
     def close(self) -> None:
         self.raw.close()
+
+
+# ---- PostgreSQL contenders: raw psycopg (the floor) and the SDK's SQLAlchemySession -----------
+
+
+class RawPg:
+    """The floor on PostgreSQL: the SDK's statements ported to PostgreSQL on one ``psycopg``
+    connection (server-side binding, prepared after 5 uses), run in the event loop's thread,
+    on Forkview's schema (a copy of the ``pg`` database)."""
+
+    def __init__(self, url: str, session_id: str) -> None:
+        import psycopg
+
+        self.session_id = session_id
+        self.branch = "main"
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def add_items(self, items: list[dict[str, Any]]) -> None:
+        sid, conn, branch = self.session_id, self.conn, self.branch
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO session_clear_generations (session_id, generation) VALUES (%s, 0) "
+                "ON CONFLICT (session_id) DO UPDATE SET generation = "
+                "session_clear_generations.generation RETURNING generation",
+                (sid,),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO agent_sessions (session_id) VALUES (%s) ON CONFLICT (session_id) "
+                "DO UPDATE SET updated_at = CURRENT_TIMESTAMP",
+                (sid,),
+            )
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "INSERT INTO agent_messages (session_id, message_data) "
+                    "SELECT %s, d FROM unnest(%s::jsonb[]) WITH ORDINALITY AS t(d, n) "
+                    "ORDER BY n RETURNING id",
+                    (sid, [json.dumps(item) for item in items]),
+                )
+            ]
+            ids.sort()
+            seq, turn, branch_turn = conn.execute(
+                "SELECT (SELECT COALESCE(MAX(sequence_number), 0) FROM message_structure "
+                "WHERE session_id = %s), COALESCE(MAX(user_turn_number), 0), "
+                "COALESCE(MAX(branch_turn_number), 0) FROM message_structure "
+                "WHERE session_id = %s AND branch_id = %s",
+                (sid, sid, branch),
+            ).fetchone()
+            rows, opened = [], 0
+            for i, (item, message_id) in enumerate(zip(items, ids, strict=True), 1):
+                message_type, tool, is_user = _label(item)
+                opened += is_user
+                rows.append(
+                    (
+                        sid,
+                        message_id,
+                        branch,
+                        message_type,
+                        seq + i,
+                        turn + opened,
+                        branch_turn + opened,
+                        tool,
+                    )
+                )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO message_structure (session_id, message_id, branch_id, "
+                    "message_type, sequence_number, user_turn_number, branch_turn_number, "
+                    "tool_name) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows,
+                )
+
+    def get_items(self, limit: int | None = None) -> list[Any]:
+        base = (
+            "SELECT m.message_data::text FROM message_structure s JOIN agent_messages m "
+            "ON m.id = s.message_id AND m.session_id = s.session_id "
+            "WHERE s.session_id = %s AND s.branch_id = %s "
+        )
+        if limit is None:
+            rows = self.conn.execute(
+                base + "ORDER BY s.sequence_number", (self.session_id, self.branch)
+            ).fetchall()
+        else:
+            rows = self.conn.execute(
+                base + "ORDER BY s.sequence_number DESC LIMIT %s",
+                (self.session_id, self.branch, limit),
+            ).fetchall()[::-1]
+        return [json.loads(r[0]) for r in rows]
+
+    def pop_item(self) -> Any:
+        sid, conn, branch = self.session_id, self.conn, self.branch
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO session_clear_generations (session_id, generation) VALUES (%s, 0) "
+                "ON CONFLICT (session_id) DO UPDATE SET generation = "
+                "session_clear_generations.generation RETURNING generation",
+                (sid,),
+            ).fetchone()
+            claimed = conn.execute(
+                "DELETE FROM message_structure WHERE id = (SELECT id FROM message_structure "
+                "WHERE session_id = %s AND branch_id = %s ORDER BY sequence_number DESC "
+                "LIMIT 1) RETURNING message_id, user_turn_number",
+                (sid, branch),
+            ).fetchone()
+            if claimed is None:
+                return None
+            message_id, turn = claimed
+            row = conn.execute(
+                "DELETE FROM agent_messages WHERE id = %s AND NOT EXISTS (SELECT 1 FROM "
+                "message_structure WHERE message_id = %s) RETURNING message_data::text",
+                (message_id, message_id),
+            ).fetchone()
+            conn.execute(
+                "DELETE FROM turn_usage WHERE session_id = %s AND branch_id = %s AND "
+                "user_turn_number = %s AND NOT EXISTS (SELECT 1 FROM message_structure "
+                "WHERE session_id = %s AND branch_id = %s AND user_turn_number = %s)",
+                (sid, branch, turn, sid, branch, turn),
+            )
+        return json.loads(row[0]) if row else {}
+
+    def get_session_usage(self) -> dict[str, int] | None:
+        row = self.conn.execute(
+            "SELECT SUM(requests), SUM(input_tokens), SUM(output_tokens), "
+            "SUM(total_tokens), COUNT(*) FROM turn_usage WHERE session_id = %s",
+            (self.session_id,),
+        ).fetchone()
+        if row[0] is None:
+            return None
+        keys = ("requests", "input_tokens", "output_tokens", "total_tokens", "total_turns")
+        return dict(zip(keys, row, strict=True))
+
+
+#: The ops each PostgreSQL comparison contender has (the SDK's SQLAlchemySession has no
+#: branches or usage; the raw floor only what item 3 compares, plus pop and usage totals).
+SA_OPS = {"append", "turn", "items_all", "items_20", "pop"}
+PSY_OPS = SA_OPS | {"session_usage"}
+
+
+#: The SDK's SQLAlchemySession on asyncpg: bench-only (bench/requirements-bench.txt).
+BENCH_ONLY_MODULES = ("asyncpg", "sqlalchemy")
+
+
+def sqlalchemy_available() -> bool:
+    try:
+        # Bench-only modules (bench/requirements-bench.txt), never project dependencies:
+        # imported by name so that deptry does not ask for them in pyproject.toml.
+        for name in BENCH_ONLY_MODULES:
+            importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+def sa_engine(url: str) -> Any:
+    asyncio_ext = importlib.import_module(BENCH_ONLY_MODULES[1] + ".ext.asyncio")
+    create_async_engine = asyncio_ext.create_async_engine
+
+    return create_async_engine(
+        urlunsplit(urlsplit(url)._replace(scheme="postgresql+asyncpg")), pool_size=2
+    )
+
+
+async def populate_sa(engine: Any, ds: DataSet) -> None:
+    """The data set's items through ``SQLAlchemySession`` (no branches, no usage: it has
+    neither)."""
+    from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
+
+    sessions = [(READER, ds.items, True), (WRITER, ds.items, True), *neighbour_sessions(ds)]
+    for n, (sid, items, _branches) in enumerate(sessions):
+        session = SQLAlchemySession(sid, engine=engine, create_tables=n == 0)
+        turns = items // 4
+        for start in range(1, turns + 1, 50):
+            batch = []
+            for turn in range(start, min(start + 50, turns + 1)):
+                batch += turn_items(turn, sid[-3:])
+            await session.add_items(batch)
 
 
 # ---- data sets ----------------------------------------------------------------------------
@@ -509,6 +742,7 @@ async def populate_django(alias: str, ds: DataSet) -> None:
                     max(2, int(turns * fraction)), f"setup-{fraction}"
                 )
                 await session.switch_to_branch("main")
+    await sync_to_async(connections.close_all)()  # the worker thread's connection goes back
 
 
 # ---- ops ----------------------------------------------------------------------------------
@@ -565,6 +799,12 @@ def make_ops(ds: DataSet, branch_turn: int, headline: bool) -> list[Op]:
     async def turn_usage(c: Contender, r: int) -> None:
         assert len(await c.reader.get_turn_usage()) == ds.turns
 
+    async def pop(c: Contender, r: int) -> None:
+        assert await c.writer.pop_item() is not None
+
+    async def session_usage(c: Contender, r: int) -> None:
+        assert (await c.reader.get_session_usage())["total_turns"] >= ds.turns
+
     return [
         Op("append", "append 1 item", append),
         Op("turn", "add 4-item turn", turn),
@@ -581,6 +821,13 @@ def make_ops(ds: DataSet, branch_turn: int, headline: bool) -> list[Op]:
         Op("branches", "list_branches [3 branches]", branches, size_bound=True),
         Op("turns", f"get_conversation_turns [{ds.turns} turns]", turns, size_bound=True),
         Op("turn_usage", f"get_turn_usage() [{ds.turns} rows]", turn_usage, size_bound=True),
+        Op("pop", "pop_item", pop),
+        Op(
+            "session_usage",
+            f"get_session_usage() [{ds.turns}+ rows]",
+            session_usage,
+            size_bound=True,
+        ),
     ]
 
 
@@ -648,6 +895,28 @@ def configure_django(aliases: dict[str, dict[str, Any]]) -> None:
     options["LOGGING"] = {"version": 1, "disable_existing_loggers": False}
     settings.configure(**options)
     django.setup()
+
+
+SDK_TABLES = ("agent_sessions", "agent_messages", "message_structure", "turn_usage")
+
+
+def drop_triggers(alias: str) -> None:
+    """Remove Forkview's triggers on the SDK's tables (search index, summaries) from a
+    bench database: what the ops cost without them."""
+    from django.db import connections
+
+    with connections[alias].cursor() as cursor:
+        if connections[alias].vendor == "sqlite":
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name IN "
+                f"({', '.join(['%s'] * len(SDK_TABLES))})",
+                SDK_TABLES,
+            )
+            for (name,) in cursor.fetchall():
+                cursor.execute(f'DROP TRIGGER "{name}"')
+        else:
+            for table in SDK_TABLES:
+                cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
 
 
 def parse_db_url(url: str) -> dict[str, Any]:
@@ -750,6 +1019,17 @@ def main() -> int:
     )
     parser.add_argument("--workdir", default="", help="where the SQLite files go (default: tmp)")
     parser.add_argument(
+        "--no-triggers",
+        action="store_true",
+        help="drop Forkview's triggers on the SDK's tables after migrating (to measure their "
+        "cost per op against a normal run)",
+    )
+    parser.add_argument(
+        "--no-sdk-pg",
+        action="store_true",
+        help="PostgreSQL: leave out the SDK's SQLAlchemySession column",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the SQLite files and PostgreSQL databases"
     )
     parser.add_argument(
@@ -785,10 +1065,13 @@ def main() -> int:
         aliases[f"sqlite_{ds.key}"] = parse_db_url(
             f"sqlite:///{workdir / f'django_{ds.key}.sqlite3'}"
         )
+    with_sa = bool(pg_url) and sqlalchemy_available() and not args.no_sdk_pg
     if pg_url:
         suffix = f"{os.getpid()}_{int(time.time())}"
         for ds in plan.data_sets:
             pg_names[ds.key] = f"forkview_bench_{ds.key}_{suffix}"
+            if with_sa:
+                pg_names[f"sa_{ds.key}"] = f"forkview_bench_sa_{ds.key}_{suffix}"
         pg_admin(pg_url, [f'CREATE DATABASE "{n}"' for n in pg_names.values()])
         for ds in plan.data_sets:
             aliases[f"pg_{ds.key}"] = parse_db_url(with_database(pg_url, pg_names[ds.key]))
@@ -801,12 +1084,37 @@ def main() -> int:
     for alias in aliases:
         if alias != "default":
             call_command("migrate", database=alias, verbosity=0)  # adopts the SQLite copies
+            if args.no_triggers:
+                drop_triggers(alias)
     try:
+        pg_urls: dict[str, str] = {}
         if pg_url:
             for ds in plan.data_sets:
                 asyncio.run(populate_django(f"pg_{ds.key}", ds))
+            # The raw floor gets a copy of DjangoSession's database (same schema and rows).
+            connections.close_all()
+            for ds in plan.data_sets:
+                connections[f"pg_{ds.key}"].close_pool()  # the template must be unused
+            for ds in plan.data_sets:
+                pg_names[f"psy_{ds.key}"] = pg_names[ds.key].replace("_bench_", "_bench_psy_")
+                pg_admin(
+                    pg_url,
+                    [
+                        f'CREATE DATABASE "{pg_names[f"psy_{ds.key}"]}" '
+                        f'TEMPLATE "{pg_names[ds.key]}"'
+                    ],
+                )
+                pg_urls[f"psy_{ds.key}"] = with_database(pg_url, pg_names[f"psy_{ds.key}"])
+                if with_sa:
+                    pg_urls[f"sa_{ds.key}"] = with_database(pg_url, pg_names[f"sa_{ds.key}"])
+        if pg_url and not with_sa:
+            print(
+                "NOTE: SQLAlchemySession column skipped (sqlalchemy/asyncpg not installed: "
+                "see bench/README.md)",
+                file=sys.stderr,
+            )
         setup_s = time.perf_counter() - started
-        results = asyncio.run(run_all(plan, workdir, bool(pg_url)))
+        results = asyncio.run(run_all(plan, workdir, bool(pg_url), pg_urls))
         report(plan, results, pg_url, setup_s, time.perf_counter() - started)
         if pg_url:
             explain_pg(plan)
@@ -824,10 +1132,19 @@ def main() -> int:
     return 0
 
 
-async def run_all(plan: Plan, workdir: Path, with_pg: bool) -> dict[str, Any]:
+async def run_all(
+    plan: Plan, workdir: Path, with_pg: bool, pg_urls: dict[str, str]
+) -> dict[str, Any]:
     from agents.extensions.memory import AdvancedSQLiteSession
 
     from conversations.session import DjangoSession
+
+    engines = []
+    for ds in plan.data_sets:
+        if f"sa_{ds.key}" in pg_urls:
+            engine = sa_engine(pg_urls[f"sa_{ds.key}"])
+            engines.append(engine)
+            await populate_sa(engine, ds)
 
     cells: list[Cell] = []
     ops_by_ds: dict[str, list[Op]] = {}
@@ -863,6 +1180,25 @@ async def run_all(plan: Plan, workdir: Path, with_pg: bool) -> dict[str, Any]:
                 )
             )
         cells += [Cell(ds, c, by_key) for c in contenders]
+        if f"psy_{ds.key}" in pg_urls:
+            url = pg_urls[f"psy_{ds.key}"]
+            psy = Contender(
+                "psy", "raw psycopg", AsyncRaw(RawPg(url, READER)), AsyncRaw(RawPg(url, WRITER))
+            )
+            cells.append(Cell(ds, psy, {k: v for k, v in by_key.items() if k in PSY_OPS}))
+        if f"sa_{ds.key}" in pg_urls:
+            from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
+
+            engine = engines[
+                [d.key for d in plan.data_sets if f"sa_{d.key}" in pg_urls].index(ds.key)
+            ]
+            sa = Contender(
+                "sa",
+                "SQLAlchemySession",
+                SQLAlchemySession(READER, engine=engine),
+                SQLAlchemySession(WRITER, engine=engine),
+            )
+            cells.append(Cell(ds, sa, {k: v for k, v in by_key.items() if k in SA_OPS}))
 
     op_keys = list(dict.fromkeys(op.key for ops in ops_by_ds.values() for op in ops))
     print(
@@ -872,8 +1208,12 @@ async def run_all(plan: Plan, workdir: Path, with_pg: bool) -> dict[str, Any]:
     )
     medians = await measure(cells, op_keys, plan.rounds)
     for cell in cells:
-        cell.contender.reader.close()
-        cell.contender.writer.close()
+        for session in (cell.contender.reader, cell.contender.writer):
+            close = getattr(session, "close", None)  # SQLAlchemySession has none
+            if close is not None:
+                close()
+    for engine in engines:
+        await engine.dispose()
     return {ds.key: {"ops": ops_by_ds[ds.key], "medians": medians[ds.key]} for ds in plan.data_sets}
 
 
@@ -924,7 +1264,7 @@ def report(plan: Plan, results: dict[str, Any], pg_url: str, setup_s: float, tot
     rows = []
     for op in head["ops"]:
         m = med[op.key]
-        target = 0.2 if op.key == "items_20" else 1.0
+        target = 0.2 if op.key == "items_20" else SQLITE_TARGET
         ok = m["django"] <= target * m["sdk"]
         checks.append((f"{op.label}: django <= {target}x sdk", ok))
         row = [
@@ -940,6 +1280,9 @@ def report(plan: Plan, results: dict[str, Any], pg_url: str, setup_s: float, tot
         row += [f"<= {target}x sdk", verdict(ok)]
         rows.append(row)
     print_table(headers, rows)
+
+    if with_pg:
+        report_pg(plan, results, checks)
 
     # Scaling tables.
     labels = [ds.label for ds in plan.data_sets]
@@ -999,6 +1342,57 @@ def report(plan: Plan, results: dict[str, Any], pg_url: str, setup_s: float, tot
         print(f"{verdict(ok)}  {label}")
     passed = sum(ok for _, ok in checks)
     print(f"{passed}/{len(checks)} targets met")
+
+
+#: Issue 14 item 4: every op of DjangoSession on SQLite at most this times the SDK's.
+SQLITE_TARGET = 0.9
+#: Item 3: DjangoSession on PostgreSQL at most the SDK's SQLAlchemySession (on asyncpg) on
+#: these ops; stretch: at most 2x the raw psycopg floor.
+PG_TARGET_OPS = ("append", "turn", "items_all", "items_20")
+PG_STRETCH = 2.0
+
+
+def report_pg(plan: Plan, results: dict[str, Any], checks: list[tuple[str, bool]]) -> None:
+    """DjangoSession on PostgreSQL vs SQLAlchemySession (asyncpg) vs raw psycopg."""
+    print(
+        "\n== PostgreSQL: DjangoSession (pg) vs the SDK's SQLAlchemySession on asyncpg (sa) "
+        "vs raw psycopg (psy), median ms =="
+    )
+    headers = ["op", "data set", "psy", "sa", "pg", "pg/sa", "pg/psy", "target", "result"]
+    rows = []
+    data_sets = [ds for ds in plan.data_sets if ds.key != "m"] + [plan.data_sets[1]]
+    for ds in data_sets:
+        med = results[ds.key]["medians"]
+        for op in results[ds.key]["ops"]:
+            if op.key not in PSY_OPS:
+                continue
+            m = med[op.key]
+            pg, sa, psy = m.get("pg"), m.get("sa"), m.get("psy")
+            label = op.label.split(" [")[0]
+            verdicts = []
+            target = "-"
+            if op.key in PG_TARGET_OPS and sa is not None:
+                ok = pg <= sa
+                checks.append((f"PostgreSQL {label} [{ds.label}]: pg <= 1.0x sa", ok))
+                verdicts.append(verdict(ok))
+                target = "<= 1.0x sa"
+            if op.key in PG_TARGET_OPS and psy is not None:
+                stretch = pg <= PG_STRETCH * psy
+                verdicts.append("stretch " + ("ok" if stretch else "missed"))
+            rows.append(
+                [
+                    label,
+                    ds.label,
+                    fmt(psy),
+                    fmt(sa),
+                    fmt(pg),
+                    ratio(pg, sa),
+                    ratio(pg, psy),
+                    target,
+                    ", ".join(verdicts) or "-",
+                ]
+            )
+    print_table(headers, rows)
 
 
 def items_newest_params(placeholders: int) -> list[Any]:

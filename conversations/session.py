@@ -20,10 +20,12 @@ Usage::
 How it works:
 
 - Every operation is one ``sync_to_async`` hop running one ``transaction.atomic()`` block (no
-  sync ORM inside ``async def``). Writes first lock the session's
-  ``session_clear_generations`` row (an upsert: a row lock on PostgreSQL; on SQLite the
-  IMMEDIATE transaction already holds the file's write lock), so sequence numbers, turn
-  numbers and branch ids are computed by one writer at a time, in any number of processes.
+  sync ORM inside ``async def``); on PostgreSQL ``add_items`` and ``pop_item`` are a single
+  statement instead (``forkview_append`` / ``forkview_pop``, migration 0007: one round trip).
+  Writes first lock the session's ``session_clear_generations`` row (an upsert: a row lock on
+  PostgreSQL; on SQLite the IMMEDIATE transaction already holds the file's write lock), so
+  sequence numbers, turn numbers and branch ids are computed by one writer at a time, in any
+  number of processes.
 - As in the SDK, ``add_items``, ``pop_item``, ``delete_branch`` and the turn capture of
   ``store_run_usage`` run in the order they were called on an instance, and a mutation whose
   caller is cancelled still completes (or rolls back) as a whole before the cancellation
@@ -32,6 +34,8 @@ How it works:
   capture, no ``execute_wrapper``), statements run on the connection's DB-API object: the
   same connection, transaction and SQL, with ``django.db`` errors, minus Django's
   per-statement cursor layer. ``sqlite_fast_path = False`` sends them through it always.
+  On PostgreSQL, likewise, they run on a server-binding psycopg cursor of the same connection
+  and are prepared once per connection (``postgres_fast_path = False`` turns that off).
 - The current branch lives in the instance and starts on ``main`` (or ``branch_id=``). A
   ``clear_session`` by any instance, in any process, sends the others back to ``main`` on
   their next operation, exactly as the SDK's clear generations do.
@@ -45,10 +49,12 @@ composite indexes instead, so appends, pops and ``get_items(limit=N)`` cost the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -77,7 +83,6 @@ from .fields import RawJSON
 from .models import (
     MAIN_BRANCH,
     MessageStructure,
-    TurnUsage,
 )
 from .sql import SessionSQL
 from .text import column_problem
@@ -193,12 +198,9 @@ def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
                 connection.errors_occurred = False
             else:
                 connection.close()
-        if (
-            self.sqlite_fast_path
-            and connection.vendor == "sqlite"
-            and not connection.queries_logged
-            and not connection.execute_wrappers
-        ):
+        observed = connection.queries_logged or connection.execute_wrappers
+        vendor = connection.vendor
+        if not observed and self.sqlite_fast_path and vendor == "sqlite":
             if connection.connection is None:
                 connection.ensure_connection()
             self._local.dbapi = connection.connection
@@ -207,6 +209,24 @@ def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
                     return worker(self, *args)
             finally:
                 self._local.dbapi = None
+        if not observed and self.postgres_fast_path and vendor == "postgresql":
+            if connection.connection is None:
+                connection.ensure_connection()
+            raw = connection.connection
+            if raw.prepare_threshold is None:
+                # Django turns psycopg's prepared statements off (None); a threshold no query
+                # reaches keeps automatic preparing off and lets prepare=True prepare ours.
+                # Django's own ClientCursor never prepares whatever the threshold.
+                raw.prepare_threshold = _EXPLICIT_PREPARE_ONLY
+            # A server-binding psycopg cursor on Django's own connection (same transaction,
+            # same loaders): statements are prepared on their first use on each connection.
+            self._local.pg = _PgCursor(raw)
+            try:
+                with connection.wrap_database_errors:
+                    return worker(self, *args)
+            finally:
+                self._local.pg.close()
+                self._local.pg = None
         with connection.cursor() as cursor:
             self._local.cursor = cursor
             try:
@@ -218,6 +238,29 @@ def _db_operation(worker: Callable[..., _T]) -> Callable[..., _T]:
     # coroutine-function checks) costs ~3 µs warm and ~60 µs with cold CPU caches.
     run.hop = sync_to_async(run)  # type: ignore[attr-defined]
     return run
+
+
+def _pg_cursor_class() -> Any:
+    import psycopg
+
+    class PgCursor(psycopg.Cursor[Any]):
+        """psycopg's server-binding cursor (Django's default, ``ClientCursor``, binds on the
+        client and so can neither prepare statements nor skip re-planning them)."""
+
+        __slots__ = ()
+
+    return PgCursor
+
+
+def _PgCursor(connection: Any) -> Any:  # noqa: N802  (a class, built on first use)
+    global _pg_cursor_type
+    if _pg_cursor_type is None:
+        _pg_cursor_type = _pg_cursor_class()
+    return _pg_cursor_type(connection)
+
+
+_pg_cursor_type: Any = None
+_EXPLICIT_PREPARE_ONLY = sys.maxsize
 
 
 JSONB_ERROR = (
@@ -306,6 +349,11 @@ class DjangoSession(SessionABC):
     #: SQLite: run statements on the DB-API connection when nothing observes Django's
     #: cursor (see ``_db_operation``); False sends every statement through Django's cursor.
     sqlite_fast_path: bool = True
+    #: PostgreSQL: run statements on a server-binding psycopg cursor of Django's connection,
+    #: prepared on first use, when nothing observes Django's cursor (see ``_db_operation``).
+    #: False: every statement through Django's cursor (e.g. behind a PgBouncer in
+    #: transaction mode older than 1.21, which cannot keep prepared statements).
+    postgres_fast_path: bool = True
 
     def __init__(
         self,
@@ -722,18 +770,26 @@ class DjangoSession(SessionABC):
 
     def _execute(self, sql: str, params: Sequence[Any]) -> Any:
         """Run one statement on this session's database; return the rows or the rowcount."""
-        dbapi = getattr(self._local, "dbapi", None)
+        local = self._local
+        dbapi = getattr(local, "dbapi", None)
         if dbapi is not None:
             cursor = dbapi.execute(_qmark(sql), params)
         else:
-            cursor = self._cursor()
-            cursor.execute(sql, params)
+            cursor = getattr(local, "pg", None)
+            if cursor is not None:
+                cursor.execute(sql, params, prepare=True)
+            else:
+                cursor = self._cursor()
+                cursor.execute(sql, params)
         return cursor.fetchall() if cursor.description else cursor.rowcount
 
     def _executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        dbapi = getattr(self._local, "dbapi", None)
+        local = self._local
+        dbapi = getattr(local, "dbapi", None)
         if dbapi is not None:
             dbapi.executemany(_qmark(sql), rows)
+        elif getattr(local, "pg", None) is not None:
+            local.pg.executemany(sql, rows)
         else:
             self._cursor().executemany(sql, rows)
 
@@ -821,11 +877,27 @@ class DjangoSession(SessionABC):
     ) -> None:
         self._check_not_closed()
         try:
+            if self._sql.append_function:
+                current, seen = self._branch_state
+                with self._one_statement():
+                    durable = self._writer.append_locked(
+                        branch_id, payloads, labels, expect=generation, seen=seen, current=current
+                    )
+                self._observe_generation(durable)
+                return
             with transaction.atomic(using=self.using):
                 target = self._write_target(branch_id, generation)
                 self._writer.append(target, payloads, labels)
         except DataError as exc:
             raise _jsonb_error(exc, self.using) from exc
+
+    def _one_statement(self) -> Any:
+        """Around a write that is one statement: nothing in autocommit mode (the statement is
+        its own transaction: no BEGIN and COMMIT round trips); inside a caller's transaction, a
+        savepoint, so that a failure leaves that transaction usable as ``atomic()`` would."""
+        if connections[self.using].in_atomic_block:
+            return transaction.atomic(using=self.using)
+        return contextlib.nullcontext()
 
     @_db_operation
     def _branch_anchor_sync(self) -> BranchAnchor:
@@ -855,6 +927,14 @@ class DjangoSession(SessionABC):
     @_db_operation
     def _pop_item_sync(self, branch_id: str, generation: int | None) -> Any:
         self._check_not_closed()
+        if self._sql.pop_function:
+            current, seen = self._branch_state
+            with self._one_statement():
+                durable, item = self._writer.pop_locked(
+                    branch_id, expect=generation, seen=seen, current=current
+                )
+            self._observe_generation(durable)
+            return item
         with transaction.atomic(using=self.using):
             return self._writer.pop(self._write_target(branch_id, generation))
 
@@ -1049,13 +1129,21 @@ class DjangoSession(SessionABC):
     @_db_operation
     def _get_session_usage_sync(self, branch_id: str | None) -> dict[str, int] | None:
         self._check_not_closed()
-        rows = TurnUsage.objects.using(self.using).for_session(self.session_id)
+        sid = self.session_id
         if branch_id:
-            rows = rows.on_branch(branch_id)
-        totals = rows.totals()
-        if totals["requests"] is None:
+            rows = self._execute(self._sql.branch_usage, [sid, branch_id])
+        else:
+            rows = self._execute(self._sql.session_usage, [sid])
+        requests, input_tokens, output_tokens, total_tokens, turns = rows[0]
+        if requests is None:
             return None
-        return {key: value or 0 for key, value in totals.items()}
+        return {
+            "requests": requests or 0,
+            "input_tokens": input_tokens or 0,
+            "output_tokens": output_tokens or 0,
+            "total_tokens": total_tokens or 0,
+            "total_turns": turns or 0,
+        }
 
     @_db_operation
     def _get_turn_usage_sync(

@@ -61,6 +61,16 @@ class SessionSQL:
     user_message_at_turn: str
     max_sequence: str
     session_branches: str
+    session_usage: str
+    branch_usage: str
+    pop_newest: str
+    delete_structure_row: str
+    delete_message_if_unreferenced: str
+    delete_usage_if_turn_empty: str
+    #: PostgreSQL: one statement for a whole append / pop (the writer lock, the branch the
+    #: mutation acts on, every row), by the server-side functions of migration 0007.
+    append_function: str | None
+    pop_function: str | None
 
 
 @cache
@@ -115,7 +125,47 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
         f"output_tokens_details) VALUES (%s, %s, %s, %s, %s, %s, %s, {json_param}, "
         f"{json_param})"
     )
+    usage_totals = (
+        "SELECT CAST(SUM(requests) AS BIGINT), CAST(SUM(input_tokens) AS BIGINT), "
+        "CAST(SUM(output_tokens) AS BIGINT), CAST(SUM(total_tokens) AS BIGINT), COUNT(*) "
+        f"FROM {tu} WHERE session_id = %s"
+    )
+    postgresql = vendor == "postgresql"
     return SessionSQL(
+        session_usage=usage_totals,
+        branch_usage=usage_totals + " AND branch_id = %s",
+        # pop: the branch's newest row and its message (NULL if missing), one index entry.
+        pop_newest=(
+            f"SELECT s.id, s.message_id, s.user_turn_number, m.message_data FROM {ms} s "
+            f"LEFT JOIN {am} m ON m.id = s.message_id "
+            "WHERE s.session_id = %s AND s.branch_id >= %s AND s.branch_id <= %s "
+            "ORDER BY s.branch_id DESC, s.sequence_number DESC LIMIT 1"
+        ),
+        delete_structure_row=f"DELETE FROM {ms} WHERE id = %s",
+        # A message goes with its session's last reference (the message_id index: PostgreSQL's
+        # from the SDK's DDL, SQLite's from migration 0007).
+        delete_message_if_unreferenced=(
+            f"DELETE FROM {am} WHERE id = %s AND session_id = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {ms} WHERE message_id = %s AND session_id = %s)"
+        ),
+        delete_usage_if_turn_empty=(
+            f"DELETE FROM {tu} WHERE session_id = %s AND branch_id = %s "
+            "AND user_turn_number = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {ms} WHERE session_id = %s AND branch_id = %s "
+            "AND user_turn_number = %s)"
+        ),
+        append_function=(
+            "SELECT forkview_append(%s, %s, CAST(%s AS bigint), CAST(%s AS bigint), %s, "
+            "CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS text[]), CAST(%s AS boolean[]))"
+            if postgresql
+            else None
+        ),
+        pop_function=(
+            "SELECT generation, item FROM forkview_pop(%s, %s, CAST(%s AS bigint), "
+            "CAST(%s AS bigint), %s)"
+            if postgresql
+            else None
+        ),
         lock_generation=upsert_generation.format(start=0, step=""),
         bump_generation=upsert_generation.format(start=1, step="+ 1"),
         read_generation=f"SELECT generation FROM {scg} WHERE session_id = %s",

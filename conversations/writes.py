@@ -9,7 +9,9 @@ is written once:
 - **The writer lock.** A session's writers serialise on its ``session_clear_generations``
   row: an upsert takes its row lock on PostgreSQL; on SQLite the ``IMMEDIATE`` transaction
   already holds the file's write lock from ``BEGIN``. Every method of :class:`SessionWriter`
-  runs after :meth:`SessionWriter.lock`, inside the caller's ``transaction.atomic()``.
+  runs after :meth:`SessionWriter.lock`, inside the caller's ``transaction.atomic()``; on
+  PostgreSQL :meth:`SessionWriter.append_locked` and :meth:`SessionWriter.pop_locked` take the
+  lock themselves, in the same single statement as the rest (migration 0007's functions).
 - **Branch ids are reserved forever** (``branch_reservations``): a branch's first rows, a
   pop, a delete, a rename (both names) and a clear (every branch with rows) reserve them.
 - **Numbering a batch.** Sequence numbers are session-global and rise by one per row; a user
@@ -173,7 +175,9 @@ class SessionWriter:
     def reserve(self, branch_ids: Iterable[str]) -> None:
         """Reserve ``branch_ids`` for good (already reserved ids are left as they are)."""
         rows = [(self.session_id, branch) for branch in dict.fromkeys(branch_ids)]
-        if rows:
+        if len(rows) == 1:
+            self._execute(self.sql.reserve_branch, rows[0])  # no executemany machinery
+        elif rows:
             self._executemany(self.sql.reserve_branch, rows)
 
     def branches_with_rows(self) -> list[str]:
@@ -266,41 +270,87 @@ class SessionWriter:
             )
         self._executemany(sql.insert_structure, rows)
 
+    def append_locked(
+        self,
+        branch_id: str,
+        payloads: Sequence[RawJSON],
+        labels: Sequence[classify.ItemLabel],
+        *,
+        expect: int | None,
+        seen: int | None,
+        current: str,
+    ) -> int:
+        """PostgreSQL: :meth:`lock` + the branch to act on + :meth:`append`, in one statement.
+
+        ``forkview_append`` (migration 0007) runs exactly the statements of :meth:`lock` and
+        :meth:`append`, server-side; each of them on a fresh snapshot, so the numbers are read
+        after the lock is held, as here. It appends to ``branch_id`` unless the session's clear
+        generation is no longer ``expect`` (a clear committed since the call): then to ``main``
+        if the generation is also not ``seen`` (the caller's last seen one), else to
+        ``current`` (``DjangoSession._write_target``'s rule). Returns the clear generation.
+        Needs no ``atomic()``: one statement is one transaction (inside one, it holds the lock
+        until that ends).
+        """
+        rows = self._execute(
+            self.sql.append_function or "",
+            [
+                self.session_id,
+                branch_id,
+                expect,
+                seen,
+                current,
+                [str(payload) for payload in payloads],
+                [label.message_type for label in labels],
+                [label.tool_name for label in labels],
+                [bool(label.is_user) for label in labels],
+            ],
+        )
+        return int(rows[0][0])
+
+    def pop_locked(
+        self, branch_id: str, *, expect: int | None, seen: int | None, current: str
+    ) -> tuple[int, Any]:
+        """PostgreSQL: :meth:`lock` + the branch to act on (as :meth:`append_locked`) +
+        :meth:`pop`, in one statement (``forkview_pop``, migration 0007).
+
+        Returns:
+            (clear generation, the popped item or ``None``).
+        """
+        ((generation, data),) = self._execute(
+            self.sql.pop_function or "", [self.session_id, branch_id, expect, seen, current]
+        )
+        return int(generation), (None if data is None else items.decode(data))
+
     def pop(self, branch_id: str) -> Any:
         """Remove the branch's newest item and return it (``None`` if the branch is empty).
 
         Rows whose message is missing or does not decode are removed and skipped, as the SDK
-        does; the branch id stays reserved even if this empties the branch.
+        does; the branch id stays reserved even if this empties the branch. Four statements
+        (five when the turn empties), each one index probe, whatever the session's size.
         """
+        sql, sid = self.sql, self.session_id
         self.reserve([branch_id])
-        branch_rows = self._structure().filter(branch_id=branch_id)
         while True:
-            row = (
-                branch_rows.order_by("-sequence_number")
-                .values_list("id", "message_id", "user_turn_number")
-                .first()
-            )
-            if row is None:
+            rows = self._execute(sql.pop_newest, [sid, branch_id, branch_id])
+            if not rows:
                 return None
-            row_id, message_id, turn = row
-            stored = list(
-                AgentMessage.objects.using(self.using)
-                .filter(id=message_id)
-                .values_list("message_data", flat=True)
-            )
+            row_id, message_id, turn, data = rows[0]
             self.remove_row(row_id=row_id, message_id=message_id, branch_id=branch_id, turn=turn)
-            if stored and not items.is_undecodable(stored[0]):
-                return stored[0]
+            if data is None:
+                continue
+            try:
+                return items.decode(data)
+            except items.DecodeError:
+                continue
 
     def remove_row(self, *, row_id: int, message_id: int, branch_id: str, turn: int | None) -> None:
         """Delete one structure row (the caller checked it is its branch's last), its message
         if no other row of the session uses it, and the usage of a turn it leaves empty."""
-        MessageStructure.objects.using(self.using).filter(id=row_id).delete()
-        self.delete_unreferenced_messages([message_id])
+        sql, sid = self.sql, self.session_id
+        self._execute(sql.delete_structure_row, [row_id])
+        self._execute(sql.delete_message_if_unreferenced, [message_id, sid, message_id, sid])
         if turn is not None:
-            turn_rows = self._structure().filter(branch_id=branch_id, user_turn_number=turn)
-            if not turn_rows.exists():
-                self._usage().filter(branch_id=branch_id, user_turn_number=turn).delete()
+            self._execute(sql.delete_usage_if_turn_empty, [sid, branch_id, turn] * 2)
 
     def delete_unreferenced_messages(self, message_ids: Sequence[int]) -> int:
         """Delete those of ``message_ids`` that no structure row of the session references.

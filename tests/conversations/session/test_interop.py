@@ -299,7 +299,24 @@ def test_migrated_file_sdk_schema_matches_sdk_created_file(migrated_db: Path, tm
             if table != "sqlite_sequence"
         }
 
-    assert schema(migrated_db) == schema(sdk_db)
+    migrated = schema(migrated_db)
+    extra = {row[1] for table in migrated.values() for row in table["index_list"]} - {
+        row[1] for table in schema(sdk_db).values() for row in table["index_list"]
+    }
+    assert extra == FORKVIEW_INDEXES  # the only additions: Forkview's indexes
+    keys = ("table_xinfo", "index_list", "index_xinfo", "foreign_keys")
+
+    def sdk_part(dump: dict[str, Any]) -> dict[str, Any]:
+        return {t: {k: d[k] for k in keys} for t, d in _without_forkview_indexes(dump).items()}
+
+    assert sdk_part(migrated) == sdk_part(schema(sdk_db))
+
+
+#: Indexes Forkview adds to the SDK's tables on SQLite: message_structure(message_id)
+#: (migration 0007; PostgreSQL's DDL has it from the start): deleting a message must not scan
+#: message_structure (docs/storage.md); and the session summaries' partial index on the
+#: rows that name a tool (migration 0006, conversations/summaries.py).
+FORKVIEW_INDEXES = {"idx_structure_message_id", "fv_structure_tool"}
 
 
 def test_django_writes_sdk_reads(migrated_db: Path, tmp_path: Path) -> None:
@@ -393,9 +410,27 @@ def test_migrate_adopts_sdk_file_without_changing_a_row(sdk_db: Path) -> None:
     proc = manage_migrate(sdk_db)
 
     assert "conversations.0001" in proc.stdout  # really applied now, not faked
-    after = dump_sdk_tables(sdk_db)
+    after = _without_forkview_indexes(dump_sdk_tables(sdk_db))
     for table in [*SDK_TABLES, "sqlite_sequence"]:
-        assert after[table] == before[table], table
+        assert after[table] == _without_forkview_indexes(before)[table], table
+
+
+def _without_forkview_indexes(dump: dict[str, Any]) -> dict[str, Any]:
+    """A dump without what Forkview adds to the SDK's tables: its indexes
+    (``FORKVIEW_INDEXES``; index positions ignored) and triggers."""
+    out: dict[str, Any] = {}
+    for table, d in dump.items():
+        if not isinstance(d, dict):
+            out[table] = d
+            continue
+        d = dict(d)
+        d["index_list"] = sorted(r[1:] for r in d["index_list"] if r[1] not in FORKVIEW_INDEXES)
+        d["index_xinfo"] = {k: v for k, v in d["index_xinfo"].items() if k not in FORKVIEW_INDEXES}
+        if "sql" in d:
+            # Forkview's triggers (search index, session summaries) are its own, too.
+            d["sql"] = [r for r in d["sql"] if r[1] not in FORKVIEW_INDEXES and r[0] != "trigger"]
+        out[table] = d
+    return out
 
 
 def test_migrate_adopted_sdk_file_reads_identically(sdk_db: Path) -> None:

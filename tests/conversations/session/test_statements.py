@@ -297,3 +297,96 @@ async def test_fast_path_errors_are_djangos_database_errors():
         await sync_to_async(session._bad_sync)()
     # The connection is checked (and kept: it is usable) before the next operation.
     assert await session.get_items() == []
+
+
+# ---- PostgreSQL: one statement per write, prepared statements ------------------------------
+
+POSTGRES_ONLY = pytest.mark.skipif(ON_SQLITE, reason="PostgreSQL's write functions (0007)")
+
+
+@POSTGRES_ONLY
+async def test_postgres_add_items_and_pop_item_are_one_statement_each():
+    """Outside a transaction: no BEGIN/COMMIT, one round trip (forkview_append/_pop)."""
+    session = await seeded("one-statement")
+    async with captured() as statements:
+        await session.add_items([user("more"), assistant("sure")])
+        assert await session.pop_item() == assistant("sure")
+    assert [sql.split("(")[0] for sql in statements] == [
+        "SELECT forkview_append",
+        "SELECT generation, item FROM forkview_pop",
+    ], statements
+    items = await session.get_items()
+    assert items[-2:] == [assistant("hello"), user("more")]
+    turns = await session.get_conversation_turns()
+    assert [turn["turn"] for turn in turns] == [1, 2]
+
+
+@POSTGRES_ONLY
+async def test_postgres_write_inside_a_callers_transaction_uses_a_savepoint():
+    from django.db import DataError, transaction
+
+    session = await seeded("in-atomic")
+
+    @sync_to_async
+    def inside() -> list[str]:
+        with transaction.atomic(), CaptureQueriesContext(connection) as context:
+            async_items = [user("x"), assistant("y")]
+            from asgiref.sync import async_to_sync
+
+            async_to_sync(session.add_items)(async_items)
+            # A refused batch writes nothing and leaves the transaction usable.
+            with pytest.raises((ValueError, DataError)):
+                async_to_sync(session.add_items)([{"role": "user", "content": "bad \x00"}])
+            assert len(async_to_sync(session.get_items)()) == 6
+        return [q["sql"] for q in context.captured_queries]
+
+    statements = await inside()
+    assert any(sql.startswith("SAVEPOINT") for sql in statements), statements
+    assert len(await session.get_items()) == 6
+
+
+@POSTGRES_ONLY
+async def test_unobserved_postgres_statements_skip_djangos_cursor_and_are_prepared():
+    session = await seeded("pg-fast")
+    async with django_cursor_executions() as seen:
+        for _ in range(2):
+            assert len(await session.get_items(limit=2)) == 2
+        await session.add_items([user("more")])
+        assert await session.pop_item() == user("more")
+    assert seen == [], seen
+
+    @sync_to_async
+    def prepared() -> list[str]:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            return [row[0] for row in cursor.fetchall()]
+
+    names = " | ".join(await prepared())
+    assert "forkview_append" in names and "forkview_pop" in names, names
+    assert "ORDER BY s.branch_id DESC" in names, names
+
+
+@POSTGRES_ONLY
+async def test_postgres_fast_path_can_be_turned_off():
+    session = await seeded("pg-slow")
+    session.postgres_fast_path = False
+    async with django_cursor_executions() as seen:
+        await session.get_items(limit=2)
+    assert len(seen) == 1 and "agent_messages" in seen[0], seen
+
+
+@POSTGRES_ONLY
+async def test_postgres_fast_path_errors_are_djangos_database_errors():
+    from django.db.utils import ProgrammingError
+
+    from conversations.session import _db_operation
+
+    class Broken(DjangoSession):
+        @_db_operation
+        def _bad_sync(self) -> object:
+            return self._execute("SELECT no_such_column FROM agent_messages", [])
+
+    session = Broken(session_id="broken")
+    with pytest.raises(ProgrammingError, match="no_such_column"):
+        await sync_to_async(session._bad_sync)()
+    assert await session.get_items() == []
