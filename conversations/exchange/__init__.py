@@ -2,7 +2,8 @@
 
 - :mod:`.tree`: the JSON session tree (lossless; export, validated import, the report);
 - :mod:`.transcripts`: one branch as JSONL items or a Markdown transcript, and
-  :func:`export_text`, the one entry point of the downloads and ``export_session``;
+  :func:`export_chunks` (streamed, memory flat in the session's size: the downloads and
+  ``export_session``) and :func:`export_text` (one string);
 - :mod:`.sdk_file`: SQLite files the Agents SDK wrote, read as trees for ``import_agents_db``.
 
 Imports write through ``conversations.writes.tree_write`` (the one write path).
@@ -16,6 +17,7 @@ from .transcripts import (
     EXTENSIONS,
     FORMATS,
     branch_items,
+    export_chunks,
     export_text,
     jsonl_export,
     markdown_export,
@@ -25,6 +27,7 @@ from .tree import (
     TREE_VERSION,
     ImportReport,
     TreeError,
+    tree_chunks,
     tree_dumps,
     tree_export,
     tree_import,
@@ -40,11 +43,13 @@ __all__ = [
     "SDKFile",
     "TreeError",
     "branch_items",
+    "export_chunks",
     "export_text",
     "jsonl_export",
     "markdown_export",
     "open_sqlite_readonly",
     "sdk_file_trees",
+    "tree_chunks",
     "tree_dumps",
     "tree_export",
     "tree_import",

@@ -101,10 +101,23 @@ class SDKFile:
         return source
 
     def session_ids(self) -> list[str]:
-        rows = self.conn.execute(
+        return list(self.iter_session_ids())
+
+    def iter_session_ids(self) -> Iterator[str]:
+        """Every session id in order, read a thousand at a time (not all held at once)."""
+        cursor = self.conn.execute(
             f"SELECT session_id FROM {_quoted(self.sessions_table)} ORDER BY session_id"
         )
-        return [row[0] for row in rows]
+        try:
+            while rows := cursor.fetchmany(1000):
+                for (session_id,) in rows:
+                    yield session_id
+        finally:
+            cursor.close()
+
+    def has_session(self, session_id: str) -> bool:
+        sql = f"SELECT 1 FROM {_quoted(self.sessions_table)} WHERE session_id = ?"
+        return self.conn.execute(sql, [session_id]).fetchone() is not None
 
     def message_count(self) -> int:
         """Every message row of the file (the progress bar's total)."""
@@ -317,12 +330,14 @@ def _derived_structure(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def sdk_file_trees(
     source: SDKFile, session_ids: list[str] | None, report: ImportReport, vendor: str
 ) -> Iterator[dict[str, Any]]:
-    """The trees of the requested sessions (all by default); unknown ids are reported."""
-    available = source.session_ids()
-    wanted = available if not session_ids else session_ids
-    known = set(available)
-    for session_id in wanted:
-        if session_id not in known:
+    """The trees of the requested sessions (all by default), one at a time: a whole file is
+    never held in memory. Unknown ids are reported."""
+    if not session_ids:
+        for session_id in source.iter_session_ids():
+            yield source.tree(session_id, report, vendor)
+        return
+    for session_id in session_ids:
+        if not source.has_session(session_id):
             report.conflicts.append((session_id, "not in the source file"))
             continue
         yield source.tree(session_id, report, vendor)

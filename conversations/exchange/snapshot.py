@@ -29,7 +29,7 @@ encodes as UTF-8; the C0 controls are escaped by ``json.dumps`` itself. Text out
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from django.db import connections, transaction
@@ -37,7 +37,15 @@ from django.db.models import F, TextField
 from django.db.models.expressions import Combinable
 from django.db.models.functions import Cast
 
-__all__ = ["display_text", "json_text", "read_snapshot", "timestamp_column"]
+__all__ = [
+    "CHUNK_CHARS",
+    "ROWS_PER_FETCH",
+    "TextBatcher",
+    "display_text",
+    "json_text",
+    "read_snapshot",
+    "timestamp_column",
+]
 
 #: What JSON output escapes besides what ``json.dumps`` escapes: DEL, C1 controls, surrogates.
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\ud800-\udfff]")
@@ -110,3 +118,49 @@ def display_text(text: str) -> str:
     """Text for a transcript: control characters (but tab and line breaks) and lone
     surrogates shown as U+FFFD."""
     return _TEXT_UNSAFE.sub("\ufffd", text)
+
+
+#: Rows fetched per round trip by the streaming exports (server-side cursors on PostgreSQL).
+ROWS_PER_FETCH = 500
+#: About this many characters per piece of a streamed export.
+CHUNK_CHARS = 64 * 1024
+
+
+class TextBatcher:
+    """Joins small pieces of text into pieces of about :data:`CHUNK_CHARS`, each passed
+    through ``escape`` (a per-character substitution, so the same on pieces as on the whole:
+    :func:`json_text` or :func:`display_text`).
+
+    ``one_final_newline``: the text ends in exactly one line break, as ``text.rstrip("\\n") +
+    "\\n"`` would make it (trailing line breaks are held back until more text follows).
+    """
+
+    def __init__(
+        self, escape: Callable[[str], str] = json_text, *, one_final_newline: bool = False
+    ) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.escape = escape
+        self.one_final_newline = one_final_newline
+
+    def add(self, text: str) -> Iterator[str]:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= CHUNK_CHARS:
+            text = "".join(self.parts)
+            held = ""
+            if self.one_final_newline:
+                body = text.rstrip("\n")
+                text, held = body, text[len(body) :]
+            self.parts, self.size = [held], len(held)
+            if text:
+                yield self.escape(text)
+
+    def flush(self) -> Iterator[str]:
+        """The rest (the end of the text)."""
+        text = "".join(self.parts)
+        self.parts, self.size = [], 0
+        if self.one_final_newline:
+            text = text.rstrip("\n") + "\n"
+        if text:
+            yield self.escape(text)

@@ -1,28 +1,32 @@
 """One branch out as text: JSONL items (ready for ``add_items``) or a Markdown transcript.
 
-:func:`export_text` is the one entry point of the downloads and ``export_session``: it also
-gives the whole JSON tree (:mod:`.tree`). Item texts, pretty JSON and timestamps are
-``conversations.items``' own, so a transcript reads like the review pages.
+:func:`export_chunks` is the one entry point of the downloads and ``export_session`` (text in
+pieces, rows read a few hundred at a time: memory flat in the session's size), and
+:func:`export_text` the same as one string; both also give the whole JSON tree (:mod:`.tree`).
+Item texts, pretty JSON and timestamps are ``conversations.items``' own, so a transcript reads
+like the review pages.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import connections
 
 from .. import classify, items
 from ..models import MAIN_BRANCH, AgentMessage, AgentSession, MessageStructure, TurnUsage
-from .snapshot import display_text, json_text, read_snapshot, timestamp_column
-from .tree import tree_dumps, tree_export
+from .snapshot import ROWS_PER_FETCH, TextBatcher, display_text, read_snapshot, timestamp_column
+from .tree import tree_chunks
 
 __all__ = [
     "CONTENT_TYPES",
     "EXTENSIONS",
     "FORMATS",
     "branch_items",
+    "export_chunks",
     "export_text",
     "jsonl_export",
     "markdown_export",
@@ -40,18 +44,35 @@ EXTENSIONS = {"json": "json", "jsonl": "jsonl", "markdown": "md"}
 def export_text(
     *, session_id: str, fmt: str, branch_id: str = MAIN_BRANCH, using: str = "default"
 ) -> str:
-    """The session in one of :data:`FORMATS` (the tree ignores ``branch_id``).
+    """The session in one of :data:`FORMATS` (the tree ignores ``branch_id``), as one string:
+    the whole export in memory. Downloads and ``export_session`` use :func:`export_chunks`.
+
+    Raises:
+        AgentSession.DoesNotExist: No such session.
+        ValueError: ``fmt`` is not one of :data:`FORMATS`.
+    """
+    return "".join(export_chunks(session_id=session_id, fmt=fmt, branch_id=branch_id, using=using))
+
+
+def export_chunks(
+    *, session_id: str, fmt: str, branch_id: str = MAIN_BRANCH, using: str = "default"
+) -> Iterator[str]:
+    """:func:`export_text`'s text in pieces of about 64 KB, read in one snapshot with rows
+    fetched a few hundred at a time: memory stays flat whatever the session's size.
+
+    A generator: the snapshot stays open while it is consumed; the first ``next()`` raises
+    for a missing session before any text is given (an unknown format raises at once).
 
     Raises:
         AgentSession.DoesNotExist: No such session.
         ValueError: ``fmt`` is not one of :data:`FORMATS`.
     """
     if fmt == "json":
-        return tree_dumps(tree_export(session_id=session_id, using=using))
+        return tree_chunks(session_id=session_id, using=using)
     if fmt == "jsonl":
-        return jsonl_export(session_id=session_id, branch_id=branch_id, using=using)
+        return _jsonl_chunks(session_id, branch_id, using)
     if fmt == "markdown":
-        return markdown_export(session_id=session_id, branch_id=branch_id, using=using)
+        return _markdown_chunks(session_id, branch_id, using)
     raise ValueError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
@@ -80,19 +101,36 @@ def jsonl_export(*, session_id: str, branch_id: str = MAIN_BRANCH, using: str = 
     Raises:
         AgentSession.DoesNotExist: No such session.
     """
+    return "".join(_jsonl_chunks(session_id, branch_id, using))
+
+
+def _jsonl_chunks(session_id: str, branch_id: str, using: str) -> Iterator[str]:
     with read_snapshot(using):
         _session_must_exist(session_id, using)
-        found = branch_items(session_id=session_id, branch_id=branch_id, using=using)
+        out = TextBatcher()
+        found = False
+        rows = (
+            MessageStructure.objects.using(using)
+            .filter(session_id=session_id, branch_id=branch_id)
+            .order_by("sequence_number")
+            .values_list("message__message_data", flat=True)
+            .iterator(chunk_size=ROWS_PER_FETCH)
+        )
+        for item in rows:
+            found = True
+            if item is not None and not items.is_undecodable(item):
+                yield from out.add(json.dumps(item, ensure_ascii=False) + "\n")
         if not found and not MessageStructure.objects.using(using).filter(session_id=session_id):
-            found = [
-                m
-                for m in AgentMessage.objects.using(using)
+            for item in (
+                AgentMessage.objects.using(using)
                 .filter(session_id=session_id)
                 .order_by("id")
                 .values_list("message_data", flat=True)
-                if not items.is_undecodable(m)
-            ]
-    return "".join(json_text(json.dumps(item, ensure_ascii=False)) + "\n" for item in found)
+                .iterator(chunk_size=ROWS_PER_FETCH)
+            ):
+                if not items.is_undecodable(item):
+                    yield from out.add(json.dumps(item, ensure_ascii=False) + "\n")
+        yield from out.flush()
 
 
 def _session_must_exist(session_id: str, using: str) -> None:
@@ -159,62 +197,94 @@ def markdown_export(
     Raises:
         AgentSession.DoesNotExist: No such session.
     """
+    return "".join(_markdown_chunks(session_id, branch_id, using))
+
+
+class _UsageByTurn:
+    """The branch's usage rows, read in turn order alongside the items (which come in
+    sequence order, where turns never decrease along a branch): one row in memory, not the
+    branch's every turn. A turn asked for out of order is looked up on its own."""
+
+    def __init__(self, session_id: str, branch_id: str, using: str) -> None:
+        self.rows = (
+            TurnUsage.objects.using(using)
+            .filter(session_id=session_id, branch_id=branch_id)
+            .order_by("user_turn_number")
+            .values_list("user_turn_number", *_USAGE_FIELDS)
+        )
+        self.pending = self.rows.iterator(chunk_size=ROWS_PER_FETCH)
+        self.current: tuple[Any, ...] | None = None
+        self.last: int | None = None
+        self.done = False
+
+    def get(self, turn: int) -> tuple[Any, ...] | None:
+        if self.last is not None and turn < self.last:
+            return self.rows.filter(user_turn_number=turn).first()  # another writer's order
+        self.last = turn
+        while not self.done and (self.current is None or self.current[0] < turn):
+            self.current = next(self.pending, None)
+            self.done = self.current is None
+        if self.current is not None and self.current[0] == turn:
+            return self.current
+        return None
+
+
+_USAGE_FIELDS = ("requests", "input_tokens", "output_tokens", "total_tokens")
+
+
+def _markdown_chunks(session_id: str, branch_id: str, using: str) -> Iterator[str]:
     with read_snapshot(using):
-        return display_text(_markdown(session_id, branch_id, using))
+        vendor = connections[using].vendor
+        found = (
+            AgentSession.objects.using(using)
+            .filter(pk=session_id)
+            .values_list("session_id", timestamp_column("created_at", vendor))
+            .first()
+        )
+        if found is None:
+            raise AgentSession.DoesNotExist(f"No session {session_id!r}")
+        stored_id, session_created = found
+        out = TextBatcher(escape=display_text, one_final_newline=True)
+        rows = (
+            MessageStructure.objects.using(using)
+            .filter(session_id=session_id, branch_id=branch_id)
+            .order_by("sequence_number")
+            .values_list("user_turn_number", "message__message_data")
+            .iterator(chunk_size=ROWS_PER_FETCH)
+        )
+        usage = _UsageByTurn(session_id, branch_id, using)
+        head = [f"# Session {stored_id}", "", f"Branch: `{branch_id}`"]
+        started_at = items.iso_timestamp(session_created)
+        if started_at:
+            head.append(f"Started: {started_at}")
+        # Each block is given as "\n" + block + "\n": the blank line between blocks comes
+        # first, so the transcript ends in one line break (TextBatcher strips any more).
+        yield from out.add("\n".join(head) + "\n")
+        started, current = False, None
 
-
-def _markdown(session_id: str, branch_id: str, using: str) -> str:
-    vendor = connections[using].vendor
-    found = (
-        AgentSession.objects.using(using)
-        .filter(pk=session_id)
-        .values_list("session_id", timestamp_column("created_at", vendor))
-        .first()
-    )
-    if found is None:
-        raise AgentSession.DoesNotExist(f"No session {session_id!r}")
-    stored_id, session_created = found
-    rows = list(
-        MessageStructure.objects.using(using)
-        .filter(session_id=session_id, branch_id=branch_id)
-        .order_by("sequence_number")
-        .values_list("user_turn_number", "message__message_data")
-    )
-    usage = {
-        u.user_turn_number: u
-        for u in TurnUsage.objects.using(using)
-        .filter(session_id=session_id, branch_id=branch_id)
-        .defer("created_at")
-    }
-    lines = [f"# Session {stored_id}", "", f"Branch: `{branch_id}`"]
-    started_at = items.iso_timestamp(session_created)
-    if started_at:
-        lines.append(f"Started: {started_at}")
-    lines.append("")
-    started, current = False, None
-
-    def close_turn(turn: int | None) -> None:
-        u = usage.get(turn) if turn is not None else None
-        if u is not None:
-            lines.append(
-                f"_Usage: {u.requests} request(s), {u.input_tokens} input + "
-                f"{u.output_tokens} output = {u.total_tokens} tokens_"
+        def close_turn(turn: int | None) -> str:
+            u = usage.get(turn) if turn is not None else None
+            if u is None:
+                return ""
+            _, requests, input_tokens, output_tokens, total_tokens = u
+            return (
+                f"\n_Usage: {requests} request(s), {input_tokens} input + "
+                f"{output_tokens} output = {total_tokens} tokens_\n"
             )
-            lines.append("")
 
-    for turn, item in rows:
-        if not started or turn != current:
-            if started:
-                close_turn(current)
-            started, current = True, turn
-            heading = "Before the first user message" if not turn else f"Turn {turn}"
-            lines += [f"## {heading}", ""]
-        if items.is_undecodable(item):
-            lines += ["_(an item whose stored JSON does not decode)_", ""]
-            continue
-        lines += [_markdown_item(item), ""]
-    if started:
-        close_turn(current)
-    else:
-        lines += ["_No items on this branch._", ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+        for turn, item in rows:
+            if not started or turn != current:
+                if started:
+                    yield from out.add(close_turn(current))
+                started, current = True, turn
+                heading = "Before the first user message" if not turn else f"Turn {turn}"
+                yield from out.add(f"\n## {heading}\n")
+            if items.is_undecodable(item):
+                yield from out.add("\n_(an item whose stored JSON does not decode)_\n")
+                continue
+            yield from out.add("\n" + _markdown_item(item) + "\n")
+        if started:
+            yield from out.add(close_turn(current))
+        else:
+            yield from out.add("\n_No items on this branch._\n")
+        yield from out.flush()

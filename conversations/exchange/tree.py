@@ -21,6 +21,9 @@ to the SDK's tables); this module validates, compares and reports.
 from __future__ import annotations
 
 import json
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -40,13 +43,14 @@ from ..models import (
     TurnUsage,
 )
 from ..text import column_problem
-from .snapshot import json_text, read_snapshot, timestamp_column
+from .snapshot import ROWS_PER_FETCH, TextBatcher, json_text, read_snapshot, timestamp_column
 
 __all__ = [
     "TREE_FORMAT",
     "TREE_VERSION",
     "ImportReport",
     "TreeError",
+    "tree_chunks",
     "tree_dumps",
     "tree_export",
     "tree_import",
@@ -72,16 +76,84 @@ def _json_cell(value: Any) -> tuple[Any, str | None]:
 
 def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
     """The whole session as a JSON-ready dict (see the module docstring), read in one
-    snapshot (:func:`.snapshot.read_snapshot`).
+    snapshot (:func:`.snapshot.read_snapshot`). Holds the whole session in memory: for
+    output, :func:`tree_chunks` gives the same text piece by piece.
 
     Raises:
         AgentSession.DoesNotExist: No such session.
     """
     with read_snapshot(using):
-        return _tree_export(session_id, using)
+        head = _tree_head(session_id, using)
+        ids: array[int] = array("q")
+        tree = {
+            **head,
+            "messages": list(_message_entries(session_id, using, ids)),
+            "structure": list(_structure_entries(session_id, using, ids)),
+            "usage": list(_usage_entries(session_id, using)),
+        }
+        preferred = _preferred_branch(session_id, using)
+        if preferred is not None:
+            tree["preferred_branch"] = preferred
+        return tree
 
 
-def _tree_export(session_id: str, using: str) -> dict[str, Any]:
+def tree_chunks(*, session_id: str, using: str = "default") -> Iterator[str]:
+    """:func:`tree_dumps` of :func:`tree_export`, the same text, as pieces of about
+    :data:`CHUNK_CHARS` characters, read in one snapshot with the rows fetched
+    :data:`ROWS_PER_FETCH` at a time: memory stays flat whatever the session's size.
+
+    A generator: the snapshot is open while it runs; the first ``next()`` raises for a
+    missing session before any text.
+
+    Raises:
+        AgentSession.DoesNotExist: No such session.
+    """
+    with read_snapshot(using):
+        head = _tree_head(session_id, using)
+        ids: array[int] = array("q")  # filled by the messages, read by the structure rows
+        out = TextBatcher()
+        yield from out.add("{\n" + _dumps_member(next(iter(head.items())), 1))
+        for member in list(head.items())[1:]:
+            yield from out.add(",\n" + _dumps_member(member, 1))
+        for key, entries in (
+            ("messages", _message_entries(session_id, using, ids)),
+            ("structure", _structure_entries(session_id, using, ids)),
+            ("usage", _usage_entries(session_id, using)),
+        ):
+            yield from out.add(f",\n  {json.dumps(key)}: [")
+            empty = True
+            for entry in entries:
+                yield from out.add(("\n    " if empty else ",\n    ") + _dumps_nested(entry, 2))
+                empty = False
+            yield from out.add("]" if empty else "\n  ]")
+        preferred = _preferred_branch(session_id, using)
+        if preferred is not None:
+            yield from out.add(",\n" + _dumps_member(("preferred_branch", preferred), 1))
+        yield from out.add("\n}\n")
+        yield from out.flush()
+
+
+#: ``json.dumps(..., indent=2, ensure_ascii=False)``, built once (not per row).
+_PRETTY = json.JSONEncoder(indent=2, ensure_ascii=False)
+
+
+def _dumps_nested(value: Any, level: int) -> str:
+    """``value`` as ``json.dumps(..., indent=2)`` writes it ``level`` levels deep (strings
+    hold no raw line break: json escapes them)."""
+    return _PRETTY.encode(value).replace("\n", _INDENTS[level])
+
+
+_INDENTS = {level: "\n" + "  " * level for level in range(1, 3)}
+
+
+def _dumps_member(member: tuple[str, Any], level: int) -> str:
+    key, value = member
+    return "  " * level + json.dumps(key, ensure_ascii=False) + ": " + _dumps_nested(value, level)
+
+
+def _tree_head(session_id: str, using: str) -> dict[str, Any]:
+    """Everything of the tree before its rows (format, version, session, clear generation,
+    reservations), in the tree's key order."""
     ts = partial(timestamp_column, vendor=connections[using].vendor)
     found = (
         AgentSession.objects.using(using)
@@ -92,45 +164,76 @@ def _tree_export(session_id: str, using: str) -> dict[str, Any]:
     if found is None:
         raise AgentSession.DoesNotExist(f"No session {session_id!r}")
     stored_id, session_created, session_updated = found
-    messages = list(
+    reservations = sorted(
+        BranchReservation.objects.using(using)
+        .filter(session_id=session_id)
+        .values_list("branch_id", flat=True)
+    )
+    generation = (
+        SessionClearGeneration.objects.using(using)
+        .filter(session_id=session_id)
+        .values_list("generation", flat=True)
+        .first()
+    )
+    return {
+        "format": TREE_FORMAT,
+        "version": TREE_VERSION,
+        "session": {
+            "session_id": stored_id,
+            "created_at": items.iso_timestamp(session_created),
+            "updated_at": items.iso_timestamp(session_updated),
+        },
+        "clear_generation": generation,
+        "reservations": reservations,
+    }
+
+
+def _preferred_branch(session_id: str, using: str) -> str | None:
+    return (
+        PreferredBranch.objects.using(using)
+        .filter(session_id=session_id)
+        .values_list("branch_id", flat=True)
+        .first()
+    )
+
+
+def _message_entries(
+    session_id: str, using: str, ids: array[int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The session's messages in id order, numbered ``ref`` 1..n; their ids are appended to
+    ``ids`` (for :func:`_structure_entries`)."""
+    ts = partial(timestamp_column, vendor=connections[using].vendor)
+    rows = (
         AgentMessage.objects.using(using)
         .filter(session_id=session_id)
         .order_by("id")
         .values_list("id", "message_data", ts("created_at"))
+        .iterator(chunk_size=ROWS_PER_FETCH)
     )
-    refs = {message_id: n for n, (message_id, _, _) in enumerate(messages, 1)}
-    out_messages = []
-    for message_id, data, created in messages:
+    for ref, (message_id, data, created) in enumerate(rows, 1):
+        if ids is not None:
+            ids.append(message_id)
         item, raw = _json_cell(data)
         entry: dict[str, Any] = {
-            "ref": refs[message_id],
+            "ref": ref,
             "created_at": items.iso_timestamp(created),
             "item": item,
         }
         if raw is not None:
             entry["undecodable"] = raw
-        out_messages.append(entry)
-    structure = [
-        {
-            "message": refs[message_id],
-            "branch_id": branch_id,
-            "message_type": message_type,
-            "sequence_number": sequence_number,
-            "user_turn_number": user_turn,
-            "branch_turn_number": branch_turn,
-            "tool_name": tool_name,
-            "created_at": items.iso_timestamp(created),
-        }
-        for (
-            message_id,
-            branch_id,
-            message_type,
-            sequence_number,
-            user_turn,
-            branch_turn,
-            tool_name,
-            created,
-        ) in MessageStructure.objects.using(using)
+        yield entry
+
+
+def _structure_entries(session_id: str, using: str, ids: array[int]) -> Iterator[dict[str, Any]]:
+    """The session's structure rows in sequence order, each pointing at its message's ref.
+
+    ``ids``: the session's message ids in order (8 bytes each: 35,200 messages take 275 KB),
+    so a row's ref is its message's position, found by bisection; rows pointing at a message
+    of no or another session are left out, as the importer would refuse them.
+    """
+    ts = partial(timestamp_column, vendor=connections[using].vendor)
+    rows = (
+        MessageStructure.objects.using(using)
         .filter(session_id=session_id)
         .order_by("sequence_number", "id")
         .values_list(
@@ -143,9 +246,26 @@ def _tree_export(session_id: str, using: str) -> dict[str, Any]:
             "tool_name",
             ts("created_at"),
         )
-        if message_id in refs
-    ]
-    usage = []
+        .iterator(chunk_size=ROWS_PER_FETCH)
+    )
+    for message_id, branch, mtype, seq, user_turn, branch_turn, tool, stamp in rows:
+        at = bisect_left(ids, message_id)
+        if at == len(ids) or ids[at] != message_id:
+            continue
+        yield {
+            "message": at + 1,
+            "branch_id": branch,
+            "message_type": mtype,
+            "sequence_number": seq,
+            "user_turn_number": user_turn,
+            "branch_turn_number": branch_turn,
+            "tool_name": tool,
+            "created_at": items.iso_timestamp(stamp),
+        }
+
+
+def _usage_entries(session_id: str, using: str) -> Iterator[dict[str, Any]]:
+    ts = partial(timestamp_column, vendor=connections[using].vendor)
     for (
         branch_id,
         user_turn,
@@ -171,6 +291,7 @@ def _tree_export(session_id: str, using: str) -> dict[str, Any]:
             "output_tokens_details",
             ts("created_at"),
         )
+        .iterator(chunk_size=ROWS_PER_FETCH)
     ):
         input_details, input_raw = _json_cell(input_cell)
         output_details, output_raw = _json_cell(output_cell)
@@ -189,41 +310,7 @@ def _tree_export(session_id: str, using: str) -> dict[str, Any]:
             entry["input_tokens_details_undecodable"] = input_raw
         if output_raw is not None:
             entry["output_tokens_details_undecodable"] = output_raw
-        usage.append(entry)
-    reservations = sorted(
-        BranchReservation.objects.using(using)
-        .filter(session_id=session_id)
-        .values_list("branch_id", flat=True)
-    )
-    generation = (
-        SessionClearGeneration.objects.using(using)
-        .filter(session_id=session_id)
-        .values_list("generation", flat=True)
-        .first()
-    )
-    tree = {
-        "format": TREE_FORMAT,
-        "version": TREE_VERSION,
-        "session": {
-            "session_id": stored_id,
-            "created_at": items.iso_timestamp(session_created),
-            "updated_at": items.iso_timestamp(session_updated),
-        },
-        "clear_generation": generation,
-        "reservations": reservations,
-        "messages": out_messages,
-        "structure": structure,
-        "usage": usage,
-    }
-    preferred = (
-        PreferredBranch.objects.using(using)
-        .filter(session_id=session_id)
-        .values_list("branch_id", flat=True)
-        .first()
-    )
-    if preferred is not None:
-        tree["preferred_branch"] = preferred
-    return tree
+        yield entry
 
 
 def tree_dumps(tree: dict[str, Any]) -> str:

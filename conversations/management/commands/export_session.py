@@ -1,13 +1,18 @@
-"""``manage.py export_session ID``: a session as a JSON tree, JSONL items or Markdown."""
+"""``manage.py export_session ID``: a session as a JSON tree, JSONL items or Markdown.
+
+Written as it is read (``exchange.export_chunks``: one snapshot, rows a few hundred at a
+time), so memory stays flat whatever the session's size.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS
 
-from conversations.exchange import FORMATS, export_text
+from conversations.exchange import FORMATS, export_chunks
 from conversations.models import MAIN_BRANCH, AgentSession
 
 
@@ -25,17 +30,28 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        chunks = export_chunks(
+            session_id=options["session_id"],
+            fmt=options["format"],
+            branch_id=options["branch"],
+            using=options["database"],
+        )
         try:
-            text = export_text(
-                session_id=options["session_id"],
-                fmt=options["format"],
-                branch_id=options["branch"],
-                using=options["database"],
-            )
+            first = next(chunks, "")  # a missing session fails here, before any output
         except AgentSession.DoesNotExist as exc:
             raise CommandError(f"Session {options['session_id']!r} does not exist") from exc
-        if options["output"]:
-            with open(options["output"], "w", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            self.stdout.write(text, ending="")
+        path = options["output"]
+        if not path:
+            self.stdout.write(first, ending="")
+            for chunk in chunks:
+                self.stdout.write(chunk, ending="")
+            return
+        try:
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(first)
+                handle.writelines(chunks)
+        except BaseException:
+            # A read that failed half-way leaves no half file behind.
+            if os.path.isfile(path):
+                os.unlink(path)
+            raise
