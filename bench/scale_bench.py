@@ -679,6 +679,9 @@ def role_check(url: str) -> int:
 
 
 def role_build(url: str, n: int) -> int:
+    # No pooled SQLite connections (conversations/sqlite_pool.py): the build turns the journal
+    # off, which needs the file to itself once Django has migrated it.
+    os.environ["FORKVIEW_DB_POOL_SIZE"] = "0"
     _django(url)
     _migrate()
     started = time.perf_counter()
