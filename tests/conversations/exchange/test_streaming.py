@@ -268,7 +268,7 @@ def test_import_agents_db_caps_sqlite_page_cache_during_its_transaction(tmp_path
     from conversations.management.commands import import_agents_db
 
     if connection.vendor != "sqlite":
-        pytest.skip("SQLite's page cache")
+        pytest.skip("the import caps SQLite's page cache; PostgreSQL has no such cache to cap")
     path = tmp_path / "sdk.sqlite3"
     with sqlite3.connect(path) as conn:
         conn.execute(
