@@ -348,3 +348,186 @@ class ListCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool or '*'} / {self.branched} / {self.day}: {self.n}"
+
+
+# ---- The review workflow (Forkview's own tables; written by conversations/reviews.py) ----
+
+
+class ScoreKind(models.TextChoices):
+    BOOLEAN = "boolean", "thumbs up / down"
+    NUMERIC = "numeric", "numeric range"
+    CATEGORICAL = "categorical", "categories"
+
+
+class ScoreDefinition(models.Model):
+    """A named score reviewers give (``helpful``: thumbs; ``quality``: 1-5; ``failure``:
+    categories). Staff edit them in the admin; a definition in use is archived, not deleted."""
+
+    name = models.SlugField(max_length=64, unique=True)
+    kind = models.CharField(max_length=16, choices=ScoreKind.choices)
+    min_value = models.FloatField(null=True, blank=True, help_text="Numeric scores only.")
+    max_value = models.FloatField(null=True, blank=True, help_text="Numeric scores only.")
+    labels = models.JSONField(
+        default=list, blank=True, help_text="Categorical scores: the labels, in order."
+    )
+    description = models.TextField(blank=True)
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text="Order on the score bar (keys 1-9 follow it)."
+    )
+    archived = models.BooleanField(default=False, help_text="Hidden from the score bar.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "forkview_score_definitions"
+        ordering = ["position", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AnnotationKind(models.TextChoices):
+    SCORE = "score", "score"
+    COMMENT = "comment", "comment"
+    TAG = "tag", "tag"
+
+
+class Annotation(models.Model):
+    """A reviewer's score, comment or tag on a session, a branch or one turn of a branch.
+
+    The target: ``branch_id == ""`` is the whole session; ``turn == 0`` the whole branch;
+    otherwise ``(branch_id, turn)`` is a user turn (``user_turn_number``). Annotations follow
+    their target (``conversations/writes.py``: renames move them, duplicates copy them,
+    deletes delete them).
+
+    - score: ``definition``, ``value`` (boolean 1/0, the number, or a categorical label's
+      index), ``label`` (the categorical label), ``body`` (an optional comment);
+      one per (definition, target, author);
+    - comment: ``body`` (markdown, rendered sanitised);
+    - tag: ``label`` (the tag); one per (tag, target).
+    """
+
+    kind = models.CharField(max_length=8, choices=AnnotationKind.choices)
+    session_id = models.TextField()
+    branch_id = models.TextField(blank=True, default="")
+    turn = models.PositiveIntegerField(default=0)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    definition = models.ForeignKey(
+        ScoreDefinition, null=True, blank=True, on_delete=models.PROTECT, related_name="scores"
+    )
+    value = models.FloatField(null=True, blank=True)
+    label = models.CharField(max_length=200, blank=True, default="")
+    body = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "forkview_annotations"
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["session_id", "branch_id", "turn"], name="fv_annotation_target"),
+            models.Index(fields=["definition", "value", "session_id"], name="fv_annotation_scores"),
+            models.Index(fields=["kind", "label", "session_id"], name="fv_annotation_labels"),
+            models.Index(fields=["author", "session_id"], name="fv_annotation_authors"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["definition", "session_id", "branch_id", "turn", "author"],
+                condition=Q(kind="score"),
+                name="fv_one_score_per_author",
+            ),
+            models.UniqueConstraint(
+                fields=["label", "session_id", "branch_id", "turn"],
+                condition=Q(kind="tag"),
+                name="fv_one_tag_per_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.session_id}/{self.branch_id or '*'}/{self.turn or '*'}"
+
+
+class ReviewStatus(models.TextChoices):
+    UNREVIEWED = "unreviewed", "unreviewed"
+    IN_REVIEW = "in_review", "in review"
+    REVIEWED = "reviewed", "reviewed"
+    NEEDS_FIX = "needs_fix", "needs fix"
+
+
+class SessionReview(models.Model):
+    """A session's review status and assignee; a session without a row is unreviewed."""
+
+    session_id = models.TextField(primary_key=True)
+    status = models.CharField(
+        max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.UNREVIEWED
+    )
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "forkview_session_reviews"
+        indexes = [models.Index(fields=["status", "assignee"], name="fv_review_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.status}"
+
+
+class AuditEntry(models.Model):
+    """One change to an annotation or a review status: who, when, before and after."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=16)  # created / updated / deleted / moved / copied
+    kind = models.CharField(max_length=16)  # score / comment / tag / review
+    object_id = models.BigIntegerField(null=True)
+    session_id = models.TextField()
+    before = models.JSONField(null=True)
+    after = models.JSONField(null=True)
+
+    class Meta:
+        db_table = "forkview_audit_log"
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["session_id", "at"], name="fv_audit_session")]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.kind} {self.session_id}"
+
+
+class ApiToken(models.Model):
+    """A personal API token (``Authorization: Bearer <token>``). Only its SHA-256 digest is
+    stored; the token itself is shown once, when it is created. Revoked tokens stay listed."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="forkview_tokens"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, help_text="The token's first characters.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "forkview_api_tokens"
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

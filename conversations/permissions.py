@@ -13,6 +13,8 @@ The model (one rule per capability, all checked here):
   a conversation shows its history, so it needs the right to read it; ``continue_conversation``
   alone grants nothing.
 - **prefer** = ``mark_preferred_branch``: mark the branch a session opens on.
+- **annotate** = view + ``annotate``: score, comment and tag turns, branches and sessions, and
+  set a session's review status. Everyone who may view sees annotations.
 - staff: the admin site (Django's own ``is_staff`` and model permissions).
 
 Permissions are per user (no per-session ownership): whoever may view may view every session.
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHAT",
+    "ANNOTATE",
+    "ANNOTATE_CODENAME",
+    "ANNOTATE_PERMISSIONS",
     "CHAT_CODENAME",
     "CUSTOM_PERMISSIONS",
     "PREFER",
@@ -39,6 +44,8 @@ __all__ = [
     "CHAT_PERMISSIONS",
     "VIEW_CODENAME",
     "VIEW_PERMISSIONS",
+    "annotator_required",
+    "can_annotate",
     "can_chat",
     "can_view",
     "chatter_required",
@@ -55,21 +62,27 @@ VIEW_CODENAME = "view_agentsession"
 CHAT_CODENAME = "continue_conversation"
 #: Mark the branch a session opens on in the review pages.
 PREFER_CODENAME = "mark_preferred_branch"
+#: Score, comment, tag and set review statuses.
+ANNOTATE_CODENAME = "annotate"
 
 VIEW = f"{APP_LABEL}.{VIEW_CODENAME}"
 CHAT = f"{APP_LABEL}.{CHAT_CODENAME}"
 PREFER = f"{APP_LABEL}.{PREFER_CODENAME}"
+ANNOTATE = f"{APP_LABEL}.{ANNOTATE_CODENAME}"
 
 #: ``AgentSession.Meta.permissions``: the codenames Forkview adds to Django's own.
 CUSTOM_PERMISSIONS: list[tuple[str, str | _StrPromise]] = [
     (CHAT_CODENAME, "Can continue and fork conversations in the live chat"),
     (PREFER_CODENAME, "Can mark the branch reviewers see first"),
+    (ANNOTATE_CODENAME, "Can score, comment on, tag and set the review status of sessions"),
 ]
 
 #: What reading sessions takes.
 VIEW_PERMISSIONS: tuple[str, ...] = (VIEW,)
 #: What the live chat takes: continuing a conversation requires being allowed to read it.
 CHAT_PERMISSIONS: tuple[str, ...] = (VIEW, CHAT)
+#: What writing annotations takes: annotating a conversation requires being allowed to read it.
+ANNOTATE_PERMISSIONS: tuple[str, ...] = (VIEW, ANNOTATE)
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 
@@ -100,6 +113,11 @@ def can_chat(user: object) -> bool:
     return holds_all(user, CHAT_PERMISSIONS)
 
 
+def can_annotate(user: object) -> bool:
+    """Whether ``user`` may score, comment, tag and set review statuses."""
+    return holds_all(user, ANNOTATE_PERMISSIONS)
+
+
 def _requiring(*permissions: str) -> Callable[[_View], _View]:
     """Anonymous -> the login page; logged in without all ``permissions`` -> 403."""
 
@@ -113,3 +131,4 @@ def _requiring(*permissions: str) -> Callable[[_View], _View]:
 reviewer_required = _requiring(*VIEW_PERMISSIONS)
 chatter_required = _requiring(*CHAT_PERMISSIONS)
 preferrer_required = _requiring(PREFER)
+annotator_required = _requiring(*ANNOTATE_PERMISSIONS)

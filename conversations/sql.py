@@ -67,6 +67,8 @@ class SessionSQL:
     delete_structure_row: str
     delete_message_if_unreferenced: str
     delete_usage_if_turn_empty: str
+    #: A turn's annotations go with it, on the same condition as its usage.
+    delete_annotations_if_turn_empty: str
     #: PostgreSQL: one statement for a whole append / pop (the writer lock, the branch the
     #: mutation acts on, every row), by the server-side functions of migration 0007.
     append_function: str | None
@@ -151,6 +153,12 @@ def _build(vendor: str, immediate: bool = False) -> SessionSQL:
         delete_usage_if_turn_empty=(
             f"DELETE FROM {tu} WHERE session_id = %s AND branch_id = %s "
             "AND user_turn_number = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {ms} WHERE session_id = %s AND branch_id = %s "
+            "AND user_turn_number = %s)"
+        ),
+        delete_annotations_if_turn_empty=(
+            "DELETE FROM forkview_annotations WHERE session_id = %s AND branch_id = %s "
+            "AND turn = %s AND NOT EXISTS "
             f"(SELECT 1 FROM {ms} WHERE session_id = %s AND branch_id = %s "
             "AND user_turn_number = %s)"
         ),

@@ -36,7 +36,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Exists, Max, Model, OuterRef
 
-from . import classify, items
+from . import classify, items, reviews
 from .fields import RawJSON, SDKJSONField
 from .models import (
     MAIN_BRANCH,
@@ -351,6 +351,7 @@ class SessionWriter:
         self._execute(sql.delete_message_if_unreferenced, [message_id, sid, message_id, sid])
         if turn is not None:
             self._execute(sql.delete_usage_if_turn_empty, [sid, branch_id, turn] * 2)
+            self._execute(sql.delete_annotations_if_turn_empty, [sid, branch_id, turn] * 2)
 
     def delete_unreferenced_messages(self, message_ids: Sequence[int]) -> int:
         """Delete those of ``message_ids`` that no structure row of the session references.
@@ -472,6 +473,7 @@ class SessionWriter:
         usage_deleted = self._usage().filter(branch_id=branch_id).delete()[0]
         structure_deleted = branch_rows.delete()[0]
         messages_deleted = self.delete_unreferenced_messages(message_ids)
+        reviews.follow_delete(session_id=self.session_id, branch_id=branch_id, using=self.using)
         return structure_deleted, usage_deleted, messages_deleted
 
     def rename_branch(self, old: str, new: str) -> int:
@@ -483,6 +485,7 @@ class SessionWriter:
         self.reserve([old, new])
         moved = self._structure().filter(branch_id=old).update(branch_id=new)
         self._usage().filter(branch_id=old).update(branch_id=new)
+        reviews.follow_rename(session_id=self.session_id, old=old, new=new, using=self.using)
         return moved
 
     # ---- Usage --------------------------------------------------------------------------
@@ -525,6 +528,7 @@ class SessionWriter:
         self.reserve_known_branches()
         for model in (TurnUsage, MessageStructure, AgentMessage, AgentSession):
             model.objects.using(self.using).filter(session_id=self.session_id).delete()
+        reviews.follow_delete(session_id=self.session_id, using=self.using)
         return generation
 
     def _structure(self) -> MessageStructureQuerySet:
@@ -667,4 +671,5 @@ def session_copy(*, source: AgentSession, new_session_id: str, using: str) -> in
     SessionClearGeneration.objects.using(using).filter(session_id=new_session_id).update(
         generation=generation or 0
     )
+    reviews.follow_copy(session_id=session_id, new_session_id=new_session_id, using=using)
     return len(copies)
