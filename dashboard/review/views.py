@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import date
 from typing import Any, ParamSpec, TypeVar
 
 from django.http import (
@@ -71,13 +70,6 @@ def _int(value: str | None, default: int | None = None) -> int | None:
         return default
 
 
-def _date(value: str | None) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 # Session list -----------------------------------------------------------------------------
 
 
@@ -85,12 +77,7 @@ def _date(value: str | None) -> date | None:
 @reviewer_required
 def home(request: HttpRequest) -> HttpResponse:
     """The session table (sortable, filtered) and, with ``q``, full-text message hits."""
-    filters = selectors.SessionListFilters(
-        has_branches=request.GET.get("branched") == "1",
-        tool=request.GET.get("tool", "")[:200],
-        updated_from=_date(request.GET.get("from")),
-        updated_to=_date(request.GET.get("to")),
-    )
+    filters = selectors.SessionListFilters.from_query(request.GET)
     query = request.GET.get("q", "").strip()
     within = selectors.session_ids(filters)  # the hits honour the list's filters
     context: dict[str, Any] = {

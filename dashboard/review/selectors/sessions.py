@@ -11,6 +11,7 @@ count, page, titles, tools.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -50,12 +51,30 @@ SORTS = {
 DEFAULT_SORT = "-updated"
 
 
+def _query_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class SessionListFilters:
     has_branches: bool = False
     tool: str = ""
     updated_from: date | None = None
     updated_to: date | None = None
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> SessionListFilters:
+        """The filters of a query string (the list page's and the API's parameters: ``branched=1``,
+        ``tool``, ``from`` and ``to`` as ISO dates); what does not parse is ignored."""
+        return cls(
+            has_branches=params.get("branched") == "1",
+            tool=(params.get("tool") or "")[:200],
+            updated_from=_query_date(params.get("from")),
+            updated_to=_query_date(params.get("to")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
