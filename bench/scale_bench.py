@@ -24,7 +24,8 @@ What it does:
    autovacuum would). Each session: 40 items on ``main`` (user / function_call /
    function_call_output / assistant, JSON as the SDK's Runner stores it; 7 to 20 turns), usage
    on every turn, five tool names (one rare), timestamps spread over a year, a common word
-   (``refund``) and a rare one (``quokka``, 1 session in 499). 10% of the sessions have a
+   (``refund``) and a rare one (``quokka``, in the same 20 sessions at every size: rare means
+   a fixed handful of matches, so both sizes find the same hits). 10% of the sessions have a
    branch forked at a random turn with 1-3 turns of its own (prefix rows shared, as
    ``create_branch_from_turn`` writes them). Session ``i`` is the same in both databases.
 3. **Measure.** One server process per size (Django's test ``Client``, logged-in reviewer,
@@ -83,7 +84,7 @@ TOOL_POOL = ("lookup_order",) * 5 + ("get_weather",) * 3 + ("search_docs",) * 2 
 COMMON_TOOL = "lookup_order"
 RARE_TOOL = "escalate_to_human"  # in about 1% of the sessions
 COMMON_WORD = "refund"  # in about a third of the user turns and their replies
-RARE_WORD = "quokka"  # one user message in sessions i % 499 == 17
+RARE_WORD = "quokka"  # one user message in sessions i % 50 == 17, i < 1000 (20 sessions)
 BRANCH = "retry"
 #: Items per turn on main (2: user + reply; 4: one tool call; 6: two): 40 items each.
 SHAPES = (
@@ -144,7 +145,7 @@ def plan(i: int) -> Plan:
     start = END - YEAR + rng.randrange(YEAR - 5 * 86400)
     gap = rng.randint(15, 900)
     rare_tool = rng.random() < 0.01
-    rare_turn = 2 if i % 499 == 17 else 0
+    rare_turn = 2 if i % 50 == 17 and i < 1000 else 0
 
     def turn(number: int, size: int, at: int) -> Turn:
         nonlocal rare_tool
@@ -947,6 +948,8 @@ def query_kind(sql: str) -> str:
         return "search (LIKE over messages)"
     if "to_tsvector" in flat or "plainto_tsquery" in flat or "websearch_to_tsquery" in flat:
         return "search (full text)"
+    if " MATCH " in flat:
+        return "search (FTS5)"
     if '"message_id" IN' in flat:
         return "search placements"
     if flat.startswith('SELECT "agent_sessions"."session_id"'):
