@@ -531,3 +531,90 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+# ---- Traces (issue 16) ----
+# Forkview's own tables, written only by conversations/tracing.py (ForkviewTracingProcessor).
+# Plain text ids, no foreign keys: spans may land before their trace, several processes write,
+# and a trace outlives (or predates) the session it is linked to.
+
+
+class SpanKind(models.TextChoices):
+    """The SDK's span types (``span_data.type``); ``task``/``turn``: the SDK's own custom spans."""
+
+    AGENT = "agent"
+    TASK = "task"
+    TURN = "turn"
+    RESPONSE = "response"
+    GENERATION = "generation"
+    FUNCTION = "function"
+    HANDOFF = "handoff"
+    GUARDRAIL = "guardrail"
+    CUSTOM = "custom"
+    MCP_TOOLS = "mcp_tools"
+    TRANSCRIPTION = "transcription"
+    SPEECH = "speech"
+    SPEECH_GROUP = "speech_group"
+    OTHER = "other"
+
+
+class AgentTrace(models.Model):
+    """One SDK trace (usually one ``Runner`` run), linked to a session, branch and turn.
+
+    ``session_id``/``branch_id``/``turn`` come from the ``forkview_*`` trace metadata that
+    ``DjangoSession.run_config()`` sets; a trace without it whose ``group_id`` is a session id
+    is linked to that session and to the turn its run added (resolved when the trace's end is
+    written: see ``conversations/tracing.py``). Unlinked traces keep these NULL.
+    """
+
+    trace_id = models.TextField(primary_key=True)
+    workflow_name = models.TextField(default="")
+    group_id = models.TextField(null=True, blank=True)
+    session_id = models.TextField(null=True, blank=True)
+    branch_id = models.TextField(null=True, blank=True)
+    turn = models.IntegerField(null=True, blank=True)
+    metadata = models.JSONField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "forkview_traces"
+        indexes = [
+            models.Index(fields=["session_id", "branch_id", "turn"], name="fv_trace_turn"),
+            models.Index(fields=["started_at"], name="fv_trace_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.trace_id} ({self.workflow_name})"
+
+
+class AgentSpan(models.Model):
+    """One finished SDK span: its place in the tree, timings, error, and (for model calls)
+    the model and token usage. ``data`` is the span's ``export()`` minus what the data policy
+    withholds (see ``conversations/tracing.py``)."""
+
+    span_id = models.TextField(primary_key=True)
+    trace_id = models.TextField()
+    parent_id = models.TextField(null=True, blank=True)
+    kind = models.CharField(max_length=32, choices=SpanKind.choices)
+    name = models.TextField(default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)  # {"message": ..., "data": ...}
+    model = models.TextField(null=True, blank=True)
+    input_tokens = models.BigIntegerField(null=True, blank=True)
+    output_tokens = models.BigIntegerField(null=True, blank=True)
+    cached_input_tokens = models.BigIntegerField(null=True, blank=True)
+    reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        db_table = "forkview_spans"
+        indexes = [
+            models.Index(fields=["trace_id", "started_at"], name="fv_span_trace"),
+            models.Index(fields=["kind", "model", "started_at"], name="fv_span_kind_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name or self.span_id}"

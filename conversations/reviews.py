@@ -51,6 +51,9 @@ __all__ = [
     "Target",
     "annotation_delete",
     "annotation_update",
+    "check_body",
+    "check_tag",
+    "check_text",
     "comment_add",
     "definition_problem",
     "follow_copy",
@@ -88,7 +91,7 @@ BLANK_BODY = "The comment is empty."
 LONG_BODY = "The comment is longer than {limit:,} characters."
 BAD_TEXT = "The text holds {problem}."
 BLANK_TAG = "The tag is empty."
-BAD_TAG = "A tag is at most {limit} characters, without spaces at either end."
+BAD_TAG = "A tag is one line of at most {limit} characters, without spaces at either end."
 DUPLICATE_TAG = "This target already has the tag '{tag}'."
 UNKNOWN_STATUS = "Unknown review status '{status}'; one of: {choices}."
 UNKNOWN_ANNOTATION = "Annotation {id} does not exist."
@@ -158,26 +161,29 @@ def _check_target(target: Target, using: str) -> None:
         )
 
 
-def _check_text(text: str, field: str) -> None:
+def check_text(text: str, field: str) -> None:
+    """Refuse text Forkview never stores (``conversations.text.text_problem``)."""
     if problem := text_problem(text):
         raise ReviewError(BAD_TEXT.format(problem=problem), field=field)
 
 
-def _check_body(body: str, *, required: bool) -> str:
+def check_body(body: str, *, required: bool) -> str:
+    """``body`` if it may be stored as a comment (``required``: not blank), else ReviewError."""
     if required and not body.strip():
         raise ReviewError(BLANK_BODY, field="body")
     if len(body) > MAX_BODY_CHARS:
         raise ReviewError(LONG_BODY.format(limit=MAX_BODY_CHARS), field="body")
-    _check_text(body, "body")
+    check_text(body, "body")
     return body
 
 
-def _check_tag(tag: str) -> str:
+def check_tag(tag: str) -> str:
+    """``tag`` if it may be stored as a tag (one line, trimmed, short), else ReviewError."""
     if not tag.strip():
         raise ReviewError(BLANK_TAG, field="label")
-    if len(tag) > MAX_TAG_CHARS or tag != tag.strip():
+    if len(tag) > MAX_TAG_CHARS or tag != tag.strip() or any(c in tag for c in "\r\n\t"):
         raise ReviewError(BAD_TAG.format(limit=MAX_TAG_CHARS), field="label")
-    _check_text(tag, "label")
+    check_text(tag, "label")
     return tag
 
 
@@ -201,12 +207,10 @@ def score_value(*, definition: ScoreDefinition, value: Any) -> tuple[float, str]
         low = definition.min_value if definition.min_value is not None else -math.inf
         high = definition.max_value if definition.max_value is not None else math.inf
         number: float | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
-        elif isinstance(value, str):
+        if isinstance(value, int | float | str) and not isinstance(value, bool):
             try:
                 number = float(value)
-            except ValueError:
+            except (ValueError, OverflowError):  # "abc"; an int beyond a float's range
                 number = None
         if number is None or not math.isfinite(number) or not low <= number <= high:
             raise ReviewError(NUMERIC_VALUE.format(name=name, low=low, high=high), field="value")
@@ -328,7 +332,7 @@ def score_set(
         raise ReviewError(ARCHIVED_DEFINITION.format(name=found.name), field="definition")
     stored, label = score_value(definition=found, value=value)
     if comment is not None:
-        _check_body(comment, required=False)
+        check_body(comment, required=False)
     _check_target(target, using)
     with transaction.atomic(using=using):
         existing = (
@@ -403,7 +407,7 @@ def comment_add(*, user: Any, target: Target, body: str, using: str = "default")
     Raises:
         ReviewError: An empty, oversized or unstorable body, or a missing target.
     """
-    _check_body(body, required=True)
+    check_body(body, required=True)
     _check_target(target, using)
     with transaction.atomic(using=using):
         annotation = Annotation.objects.using(using).create(
@@ -433,7 +437,7 @@ def tag_add(*, user: Any, target: Target, tag: str, using: str = "default") -> A
     Raises:
         ReviewError: A blank, long or unstorable tag, a tag the target has, a missing target.
     """
-    _check_tag(tag)
+    check_tag(tag)
     _check_target(target, using)
     try:
         with transaction.atomic(using=using):
@@ -463,7 +467,7 @@ def tag_add(*, user: Any, target: Target, tag: str, using: str = "default") -> A
 def _own(user: Any, annotation_id: int, using: str) -> Annotation:
     annotation = (
         Annotation.objects.using(using)
-        .select_for_update()
+        .select_for_update(of=("self",))  # not the nullable definition's outer join
         .select_related("definition")
         .filter(pk=annotation_id)
         .first()
@@ -501,12 +505,12 @@ def annotation_update(
                     definition=annotation.definition, value=value
                 )
             if body is not None:
-                annotation.body = _check_body(body, required=False)
+                annotation.body = check_body(body, required=False)
         elif annotation.kind == AnnotationKind.COMMENT:
             if body is not None:
-                annotation.body = _check_body(body, required=True)
+                annotation.body = check_body(body, required=True)
         elif label is not None:
-            annotation.label = _check_tag(label)
+            annotation.label = check_tag(label)
         try:
             with transaction.atomic(using=using):
                 annotation.save(using=using)
@@ -627,10 +631,38 @@ def review_next(*, user: Any, after: str | None = None, using: str = "default") 
 # ---- Following the target (called by conversations.writes only) ----------------------------
 
 
+def _follow_audit(
+    *, action: str, session_id: str, before: Any, after: Any, count: int, using: str
+) -> None:
+    """One audit entry per operation that moved, copied or deleted annotations (no actor: the
+    staff edit or session call that caused it is in its own log)."""
+    if count:
+        _audit(
+            actor=None,
+            action=action,
+            kind="annotations",
+            session_id=session_id,
+            object_id=None,
+            before=before,
+            after=after,
+            using=using,
+        )
+
+
 def follow_rename(*, session_id: str, old: str, new: str, using: str) -> None:
     """A branch was renamed: its annotations move with it."""
-    Annotation.objects.using(using).filter(session_id=session_id, branch_id=old).update(
-        branch_id=new
+    n = (
+        Annotation.objects.using(using)
+        .filter(session_id=session_id, branch_id=old)
+        .update(branch_id=new)
+    )
+    _follow_audit(
+        action="moved",
+        session_id=session_id,
+        before={"branch_id": old, "count": n},
+        after={"branch_id": new, "count": n},
+        count=n,
+        using=using,
     )
 
 
@@ -641,33 +673,54 @@ def follow_delete(
     its annotations (a session's review status goes with the session)."""
     rows = Annotation.objects.using(using).filter(session_id=session_id)
     if branch_id is None:
-        rows.delete()
         SessionReview.objects.using(using).filter(pk=session_id).delete()
-        return
-    rows = rows.filter(branch_id=branch_id)
-    if turn is not None:
-        rows = rows.filter(turn=turn)
-    rows.delete()
+    else:
+        rows = rows.filter(branch_id=branch_id)
+        if turn is not None:
+            rows = rows.filter(turn=turn)
+    n = rows.delete()[1].get(Annotation._meta.label, 0)
+    _follow_audit(
+        action="deleted",
+        session_id=session_id,
+        before={"branch_id": branch_id, "turn": turn, "count": n},
+        after=None,
+        count=n,
+        using=using,
+    )
 
 
 def follow_copy(*, session_id: str, new_session_id: str, using: str) -> int:
     """A session was duplicated: its annotations are copied to the copy (same authors and
     times; the copy's review status starts over). Returns how many."""
-    copies = [
-        Annotation(
-            kind=a.kind,
-            session_id=new_session_id,
-            branch_id=a.branch_id,
-            turn=a.turn,
-            author_id=a.author_id,
-            definition_id=a.definition_id,
-            value=a.value,
-            label=a.label,
-            body=a.body,
-        )
-        for a in Annotation.objects.using(using).filter(session_id=session_id).order_by("id")
-    ]
-    Annotation.objects.using(using).bulk_create(copies)
+    sources = list(Annotation.objects.using(using).filter(session_id=session_id).order_by("id"))
+    copies = Annotation.objects.using(using).bulk_create(
+        [
+            Annotation(
+                kind=a.kind,
+                session_id=new_session_id,
+                branch_id=a.branch_id,
+                turn=a.turn,
+                author_id=a.author_id,
+                definition_id=a.definition_id,
+                value=a.value,
+                label=a.label,
+                body=a.body,
+            )
+            for a in sources
+        ]
+    )
+    for source, copy in zip(sources, copies, strict=True):  # bulk_create stamps "now"
+        copy.created_at, copy.updated_at = source.created_at, source.updated_at
+    # Both vendors return the new ids from a bulk insert (SQLite >= 3.35, PostgreSQL).
+    Annotation.objects.using(using).bulk_update(copies, ["created_at", "updated_at"])
+    _follow_audit(
+        action="copied",
+        session_id=new_session_id,
+        before={"session_id": session_id, "count": len(copies)},
+        after={"session_id": new_session_id, "count": len(copies)},
+        count=len(copies),
+        using=using,
+    )
     return len(copies)
 
 
@@ -685,7 +738,7 @@ def token_create(*, user: Any, name: str, using: str = "default") -> tuple[ApiTo
         raise ReviewError("Give the token a name (what uses it).", field="name")
     if len(name) > 100:
         raise ReviewError("A token's name is at most 100 characters.", field="name")
-    _check_text(name, "name")
+    check_text(name, "name")
     raw = TOKEN_PREFIX + secrets.token_urlsafe(30)
     token = ApiToken.objects.using(using).create(
         user=user, name=name, prefix=raw[:10], digest=_digest(raw)

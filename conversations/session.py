@@ -89,6 +89,7 @@ from .text import column_problem
 from .writes import SessionWriter, UsageRow
 
 if TYPE_CHECKING:
+    from agents import RunConfig
     from agents.items import TResponseInputItem
     from agents.result import RunResult, RunResultStreaming
     from agents.usage import Usage
@@ -558,6 +559,43 @@ class DjangoSession(SessionABC):
             )
         except Exception as exc:
             self._log_usage_error(exc)
+
+    # ---- Tracing (issue 16) -----------------------------------------------------------------
+
+    async def trace_metadata(self) -> dict[str, str]:
+        """Trace metadata linking a run to this session (Forkview extra, issue 16).
+
+        ``{"forkview_session": session id, "forkview_branch": the current branch,
+        "forkview_turn": the turn the next run adds}``: the current branch's newest user turn
+        plus one (1 on an empty branch), read now. Values are strings, as trace backends
+        expect. ``conversations.tracing.ForkviewTracingProcessor`` stores them on the trace.
+        Assumes the run starts with user input (a new turn), as a chat turn does.
+        """
+        branch_id = self._branch_state[0]
+        turn = await self._hop(self._next_turn_sync, branch_id)
+        return {
+            "forkview_session": self.session_id,
+            "forkview_branch": branch_id,
+            "forkview_turn": str(turn),
+        }
+
+    async def run_config(self, **overrides: Any) -> RunConfig:
+        """A ``RunConfig`` whose trace is linked to this session, branch and turn.
+
+        ``group_id`` is the session id (traces group per conversation, as LangSmith threads)
+        and ``trace_metadata`` is :meth:`trace_metadata`. ``overrides`` are any other
+        ``RunConfig`` fields (``workflow_name``, ``model``, ...); a ``trace_metadata`` given
+        there is merged over ours. Usage::
+
+            config = await session.run_config(workflow_name="Support bot")
+            result = await Runner.run(agent, text, session=session, run_config=config)
+        """
+        from agents import RunConfig
+
+        metadata: dict[str, Any] = dict(await self.trace_metadata())
+        metadata.update(overrides.pop("trace_metadata", None) or {})
+        overrides.setdefault("group_id", self.session_id)
+        return RunConfig(trace_metadata=metadata, **overrides)
 
     def _log_usage_error(self, exc: Exception) -> None:
         """The SDK's log line for a failed usage store (redacted by its data policy)."""
@@ -1160,6 +1198,12 @@ class DjangoSession(SessionABC):
             {"user_turn_number": row[0], **_usage_dict(row[1:])}
             for row in self._execute(self._sql.turn_usage_all, [sid, branch])
         ]
+
+    @_db_operation
+    def _next_turn_sync(self, branch_id: str) -> int:
+        """The turn a run adds to ``branch_id``: its newest user turn plus one (for tracing)."""
+        rows = self._execute(self._sql.current_turn, [self.session_id, branch_id, branch_id])
+        return int(rows[0][0] or 0) + 1 if rows else 1
 
 
 def _usage_dict(row: tuple[Any, ...]) -> dict[str, Any]:

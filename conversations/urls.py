@@ -1,4 +1,5 @@
-"""The download URLs (``session_export``); the review pages have their own in ``dashboard``."""
+"""The download URL (``session_export``); the review pages (and the dataset download) have
+their own in ``dashboard``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Download views: a session as a JSON tree, JSONL items or a Markdown transcript.
+"""Download views: a session as a JSON tree, JSONL items or a Markdown transcript (and the
+spooling the dataset download of ``dashboard/review/datasets.py`` and the API share).
 
 Memory stays flat whatever the session's size: the export is read in pieces
 (``exchange.export_chunks``, one snapshot), kept in memory up to :data:`SPOOL_MAX_BYTES`
@@ -19,14 +20,20 @@ from typing import IO
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 from django.views.decorators.http import require_GET
 
 from .exchange import CONTENT_TYPES, EXTENSIONS, FORMATS, export_chunks
 from .models import MAIN_BRANCH, AgentSession
 from .permissions import reviewer_required
 
-__all__ = ["BLOCK_BYTES", "SPOOL_MAX_BYTES", "session_export"]
+__all__ = ["BLOCK_BYTES", "SPOOL_MAX_BYTES", "session_export", "spool", "stream_spooled"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Exports up to this size are answered from memory; bigger ones from a temporary file.
@@ -108,3 +115,15 @@ def session_export(request: HttpRequest, session_id: str, fmt: str) -> HttpRespo
         f'attachment; filename="{_filename(session_id, branch_id, fmt)}"'
     )
     return response
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+def stream_spooled(body: bytes | IO[bytes], request: HttpRequest) -> StreamingHttpResponse:
+    """A streamed response of the spooled text (async iterators under ASGI, see above)."""
+    asgi = isinstance(request, ASGIRequest)
+    if isinstance(body, bytes):
+        return StreamingHttpResponse(_once(body) if asgi else iter([body]))
+    return StreamingHttpResponse(_blocks_async(body) if asgi else _blocks(body))

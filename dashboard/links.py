@@ -45,7 +45,8 @@ _ENCODE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]|^~")
 #: (``x/chat`` would open the chat of ``x``) or an empty, ``.`` or ``..`` segment (browsers
 #: and proxies fold those).
 _ROUTE_TAIL = re.compile(
-    r"/(?:chat|compare|turns|prefer|usage\.json|export(?:/[^/]*)?)/?$|(?:^|/)\.{0,2}(?:/|$)"
+    r"/(?:chat|compare|turns|prefer|usage\.json|export(?:/[^/]*)?|annotations(?:/[^/]*){0,2})/?$"
+    r"|(?:^|/)\.{0,2}(?:/|$)"
 )
 _MARK = "~"
 

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",  # full-text search on PostgreSQL; inert on SQLite
     "channels",
+    "ninja",  # the API docs page from its bundled Swagger UI files (no CDN)
     "conversations",
     "dashboard",
 ]

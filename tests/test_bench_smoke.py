@@ -1,5 +1,6 @@
-"""Smoke tests: ``bench/session_bench.py``, ``chat_bench.py``, ``compare_bench.py`` and
-``load_bench.py`` run (``--quick``) and print their tables; ``scale_bench.py`` a small run.
+"""Smoke tests: ``bench/session_bench.py``, ``chat_bench.py``, ``compare_bench.py``,
+``load_bench.py`` and ``tracing_bench.py`` run (``--quick``) and print their tables;
+``scale_bench.py`` a small run.
 
 Speed targets live in the benchmark's output only; nothing here asserts a timing.
 """
@@ -116,3 +117,11 @@ def test_scale_bench_small_run_checks_its_data_and_prints_the_table(tmp_path: Pa
     assert out.count("count exact") >= 20  # the list's counts agree with the generator
     _met, total = _targets(out)
     assert total >= 25, total
+
+
+def test_tracing_bench_quick_prints_tables(tmp_path: Path) -> None:
+    out = _run_quick("tracing_bench.py", tmp_path)
+    assert "== Tracing overhead per Runner.run" in out
+    assert "every forkview run's trace stored" in out
+    _met, total = _targets(out)
+    assert total >= 3, total

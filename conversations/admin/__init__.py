@@ -13,6 +13,9 @@ the session's writer lock):
 - branch rename / delete, session duplicate, structure rebuild and the usage health report
   are admin views and actions, each recorded in the admin log (:mod:`.sessions`,
   :mod:`.session_pages`);
+- the review workflow (:mod:`.reviews`): score definitions (editable, validated, archived
+  rather than deleted when in use), annotations and the audit trail (read-only), review
+  statuses and API tokens through ``conversations.reviews`` (a new token shown once);
 - ``branch_reservations`` has a composite primary key, which Django 5.2's admin cannot
   register: reservations are listed read-only on the session page instead.
 
@@ -26,23 +29,40 @@ from django.contrib import admin
 from ..models import (
     AgentMessage,
     AgentSession,
+    Annotation,
+    ApiToken,
+    AuditEntry,
     MessageStructure,
     PreferredBranch,
+    ScoreDefinition,
     SessionClearGeneration,
+    SessionReview,
     TurnUsage,
 )
 from .bookkeeping import PreferredBranchAdmin, SessionClearGenerationAdmin
 from .messages import AgentMessageAdmin, MessageStructureAdmin
+from .reviews import (
+    AnnotationAdmin,
+    ApiTokenAdmin,
+    AuditEntryAdmin,
+    ScoreDefinitionAdmin,
+    SessionReviewAdmin,
+)
 from .sessions import AgentSessionAdmin, MessageInline
 from .usage import TurnUsageAdmin
 
 __all__ = [
     "AgentMessageAdmin",
     "AgentSessionAdmin",
+    "AnnotationAdmin",
+    "ApiTokenAdmin",
+    "AuditEntryAdmin",
     "MessageInline",
     "MessageStructureAdmin",
     "PreferredBranchAdmin",
+    "ScoreDefinitionAdmin",
     "SessionClearGenerationAdmin",
+    "SessionReviewAdmin",
     "TurnUsageAdmin",
 ]
 
@@ -55,3 +75,8 @@ admin.site.register(MessageStructure, MessageStructureAdmin)
 admin.site.register(TurnUsage, TurnUsageAdmin)
 admin.site.register(SessionClearGeneration, SessionClearGenerationAdmin)
 admin.site.register(PreferredBranch, PreferredBranchAdmin)
+admin.site.register(ScoreDefinition, ScoreDefinitionAdmin)
+admin.site.register(Annotation, AnnotationAdmin)
+admin.site.register(SessionReview, SessionReviewAdmin)
+admin.site.register(AuditEntry, AuditEntryAdmin)
+admin.site.register(ApiToken, ApiTokenAdmin)

@@ -4,6 +4,9 @@
 - :mod:`.transcripts`: one branch as JSONL items or a Markdown transcript, and
   :func:`export_chunks` (streamed, memory flat in the session's size: the downloads and
   ``export_session``) and :func:`export_text` (one string);
+- :mod:`.datasets`: many sessions as a dataset (fine-tuning JSONL in the OpenAI chat format,
+  evaluation JSONL, a CSV of annotations), streamed in batches: ``export_dataset`` and the
+  dataset download;
 - :mod:`.sdk_file`: SQLite files the Agents SDK wrote, read as trees for ``import_agents_db``.
 
 Imports write through ``conversations.writes.tree_write`` (the one write path).
@@ -11,6 +14,14 @@ Imports write through ``conversations.writes.tree_write`` (the one write path).
 
 from __future__ import annotations
 
+from .datasets import (
+    DATASET_FORMATS,
+    BranchChoice,
+    DatasetError,
+    DatasetReport,
+    dataset_chunks,
+    finetune_problems,
+)
 from .sdk_file import SDKFile, open_sqlite_readonly, sdk_file_trees
 from .transcripts import (
     CONTENT_TYPES,
@@ -35,16 +46,22 @@ from .tree import (
 
 __all__ = [
     "CONTENT_TYPES",
+    "DATASET_FORMATS",
     "EXTENSIONS",
     "FORMATS",
     "TREE_FORMAT",
     "TREE_VERSION",
+    "BranchChoice",
+    "DatasetError",
+    "DatasetReport",
     "ImportReport",
     "SDKFile",
     "TreeError",
     "branch_items",
+    "dataset_chunks",
     "export_chunks",
     "export_text",
+    "finetune_problems",
     "jsonl_export",
     "markdown_export",
     "open_sqlite_readonly",

@@ -14,6 +14,25 @@ Forkview's own mark on a session travels too: ``preferred_branch`` (the branch t
 pages open on) is present only when the session has one, so trees of unmarked sessions are
 the same bytes as before the key existed. Who marked it and when stay behind.
 
+The review workflow's records travel the same way (issue 15), each key present only when
+there is something to carry, so trees of sessions nobody reviewed keep their bytes:
+
+- ``annotations``: every score, comment and tag of the session, oldest first, each as
+  ``{kind, branch_id, turn, definition, value, label, body, author, created_at,
+  updated_at}`` (``branch_id ""`` is the session, ``turn 0`` a whole branch; ``definition``
+  the score definition's *name*, ``author`` a *username*);
+- ``review``: ``{status, assignee}`` (a username), when the session is not plain
+  "unreviewed and unassigned".
+
+Importing them: every annotation is checked before the first write (its target exists in
+the imported tree, its text passes the rules of :mod:`conversations.reviews`, a score's
+value fits its definition, no second tag of a name on a target nor second score of an
+author). Score definitions are configuration, not data: a definition the importing
+database does not have is refused (``TreeError`` naming it: create it in the admin first),
+never created from the file. Authors and assignees are people of another deployment: a
+username the importing database does not know is imported as nobody (``null``; the
+report counts them), rather than refusing the session or inventing accounts.
+
 The rows themselves are written by ``conversations.writes.tree_write`` (the one write path
 to the SDK's tables); this module validates, compares and reports.
 """
@@ -29,19 +48,28 @@ from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connections, transaction
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .. import classify, items, writes
+from .. import classify, items, reviews, writes
 from ..models import (
     AgentMessage,
     AgentSession,
+    Annotation,
+    AnnotationKind,
     BranchReservation,
     MessageStructure,
     PreferredBranch,
+    ReviewStatus,
+    ScoreDefinition,
+    ScoreKind,
     SessionClearGeneration,
+    SessionReview,
     TurnUsage,
 )
+from ..review_import import annotations_import
 from ..text import column_problem
 from .snapshot import ROWS_PER_FETCH, TextBatcher, json_text, read_snapshot, timestamp_column
 
@@ -94,6 +122,12 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
         preferred = _preferred_branch(session_id, using)
         if preferred is not None:
             tree["preferred_branch"] = preferred
+        notes = list(_annotation_entries(session_id, using))
+        if notes:
+            tree["annotations"] = notes
+        review = _review_entry(session_id, using)
+        if review is not None:
+            tree["review"] = review
         return tree
 
 
@@ -129,6 +163,16 @@ def tree_chunks(*, session_id: str, using: str = "default") -> Iterator[str]:
         preferred = _preferred_branch(session_id, using)
         if preferred is not None:
             yield from out.add(",\n" + _dumps_member(("preferred_branch", preferred), 1))
+        empty = True
+        for entry in _annotation_entries(session_id, using):
+            opening = ',\n  "annotations": [\n    ' if empty else ",\n    "
+            yield from out.add(opening + _dumps_nested(entry, 2))
+            empty = False
+        if not empty:
+            yield from out.add("\n  ]")
+        review = _review_entry(session_id, using)
+        if review is not None:
+            yield from out.add(",\n" + _dumps_member(("review", review), 1))
         yield from out.add("\n}\n")
         yield from out.flush()
 
@@ -195,6 +239,56 @@ def _preferred_branch(session_id: str, using: str) -> str | None:
         .values_list("branch_id", flat=True)
         .first()
     )
+
+
+def _annotation_entries(session_id: str, using: str) -> Iterator[dict[str, Any]]:
+    """The session's annotations, oldest first (see the module docstring)."""
+    ts = partial(timestamp_column, vendor=connections[using].vendor)
+    author = f"author__{get_user_model().USERNAME_FIELD}"
+    rows = (
+        Annotation.objects.using(using)
+        .filter(session_id=session_id)
+        .order_by("created_at", "id")
+        .values_list(
+            "kind",
+            "branch_id",
+            "turn",
+            "definition__name",
+            "value",
+            "label",
+            "body",
+            author,
+            ts("created_at"),
+            ts("updated_at"),
+        )
+        .iterator(chunk_size=ROWS_PER_FETCH)
+    )
+    for kind, branch, turn, definition, value, label, body, name, created, updated in rows:
+        yield {
+            "kind": kind,
+            "branch_id": branch,
+            "turn": turn,
+            "definition": definition,
+            "value": value,
+            "label": label,
+            "body": body,
+            "author": name,
+            "created_at": items.iso_timestamp(created),
+            "updated_at": items.iso_timestamp(updated),
+        }
+
+
+def _review_entry(session_id: str, using: str) -> dict[str, Any] | None:
+    """The session's review status, ``None`` when it is unreviewed and unassigned."""
+    found = (
+        SessionReview.objects.using(using)
+        .filter(session_id=session_id)
+        .values_list("status", f"assignee__{get_user_model().USERNAME_FIELD}")
+        .first()
+    )
+    if found is None or (found[0] == ReviewStatus.UNREVIEWED and found[1] is None):
+        return None
+    return {"status": found[0], "assignee": found[1]}
 
 
 def _message_entries(
@@ -591,6 +685,197 @@ def _validate_tree(tree: Any, vendor: str = "sqlite") -> None:
         raise fail(None, "preferred_branch must be a branch id (a non-empty string).")
     if isinstance(preferred, str) and (problem := column_problem(preferred)):
         raise fail(None, f"preferred_branch holds {problem}")
+    user_turns = {(branch, user_turn) for _seq, _n, branch, user_turn, _bt in rows}
+    _validate_annotations(tree, user_turns, fail)
+
+
+#: The keys of an annotation entry, in the export's order.
+ANNOTATION_KEYS = (
+    "kind",
+    "branch_id",
+    "turn",
+    "definition",
+    "value",
+    "label",
+    "body",
+    "author",
+    "created_at",
+    "updated_at",
+)
+
+
+def _validate_annotations(
+    tree: dict[str, Any],
+    turns: set[tuple[str, int | None]],
+    fail: Any,
+) -> None:
+    """The checks of ``annotations`` and ``review`` that need no database: shapes, targets
+    in this tree, the text rules of :mod:`conversations.reviews`, duplicates."""
+    branches = {branch for branch, _turn in turns}
+    notes = tree.get("annotations", [])
+    if not isinstance(notes, list):
+        raise fail(None, "'annotations' must be a list")
+    tags: set[tuple[str, str, int]] = set()
+    scores: set[tuple[str, str, int, str]] = set()
+    for n, note in enumerate(notes, 1):
+        row = f"annotation {n}"
+        if not isinstance(note, dict):
+            raise fail(row, "must be an object")
+        if unknown := sorted(set(note) - set(ANNOTATION_KEYS)):
+            raise fail(row, f"unknown key {str(unknown[0])[:40]!r}")
+        kind = note.get("kind")
+        if kind not in AnnotationKind.values:
+            raise fail(row, f"kind must be one of {', '.join(AnnotationKind.values)}")
+        branch, turn = note.get("branch_id", ""), note.get("turn", 0)
+        if not isinstance(branch, str):
+            raise fail(row, "branch_id must be a string ('' for the whole session)")
+        if problem := _int(turn, (0, _INT32[1])):
+            raise fail(row, f"turn {problem}")
+        if turn and not branch:
+            raise fail(row, "a turn belongs to a branch: branch_id is empty")
+        if branch and branch not in branches:
+            raise fail(row, f"branch {branch[:40]!r} has no rows in this tree")
+        if turn and (branch, turn) not in turns:
+            raise fail(row, f"branch {branch[:40]!r} has no turn {turn} in this tree")
+        row = f"annotation {n} ({kind} on {branch[:40]!r}, turn {turn})"
+        author = note.get("author")
+        if author is not None and (not isinstance(author, str) or column_problem(author)):
+            raise fail(row, "author must be a username or null")
+        for key in ("created_at", "updated_at"):
+            if problem := _date_problem(note.get(key)):
+                raise fail(row, f"{key} {problem}")
+        definition, value = note.get("definition"), note.get("value")
+        label, body = note.get("label", ""), note.get("body", "")
+        if not isinstance(label, str) or not isinstance(body, str):
+            raise fail(row, "label and body must be strings")
+        try:
+            if kind == AnnotationKind.SCORE:
+                if not isinstance(definition, str) or not definition:
+                    raise fail(row, "a score names its definition")
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise fail(row, "a score's value must be a number")
+                reviews.check_body(body, required=False)
+                if author is not None:
+                    score_key = (definition, branch, turn, author)
+                    if score_key in scores:
+                        raise fail(row, f"a second {definition[:40]!r} score by {author[:40]!r}")
+                    scores.add(score_key)
+            else:
+                if definition is not None or value is not None:
+                    raise fail(row, f"a {kind} has no definition nor value")
+                if kind == AnnotationKind.COMMENT:
+                    reviews.check_body(body, required=True)
+                    if label:
+                        raise fail(row, "a comment has no label")
+                else:
+                    reviews.check_tag(label)
+                    if body:
+                        raise fail(row, "a tag has no body")
+                    if (label, branch, turn) in tags:
+                        raise fail(row, f"a second tag {label[:40]!r} on the same target")
+                    tags.add((label, branch, turn))
+        except reviews.ReviewError as exc:
+            raise fail(row, f"{exc.field or 'value'}: {exc}") from exc
+    if "review" in tree:
+        review = tree["review"]
+        if not isinstance(review, dict) or set(review) - {"status", "assignee"}:
+            raise fail(None, "'review' must be an object with 'status' and 'assignee'")
+        if review.get("status", ReviewStatus.UNREVIEWED) not in ReviewStatus.values:
+            raise fail(None, f"review status must be one of {', '.join(ReviewStatus.values)}")
+        assignee = review.get("assignee")
+        if assignee is not None and (not isinstance(assignee, str) or column_problem(assignee)):
+            raise fail(None, "the review's assignee must be a username or null")
+
+
+@dataclass
+class _Reviews:
+    """A tree's annotations and review, resolved against the importing database."""
+
+    annotations: list[Annotation] = field(default_factory=list)
+    times: list[tuple[datetime, datetime]] = field(default_factory=list)
+    review: SessionReview | None = None
+    unknown_people: int = 0
+
+
+def _resolve_reviews(tree: dict[str, Any], using: str) -> _Reviews:
+    """Definitions by name and people by username (two queries), each score's value checked
+    against its definition; no write.
+
+    Raises:
+        TreeError: A definition this database does not have, or a value that does not fit.
+    """
+    sid = tree["session"]["session_id"]
+    notes: list[dict[str, Any]] = tree.get("annotations", [])
+    review = tree.get("review")
+    resolved = _Reviews()
+    if not notes and review is None:
+        return resolved
+    names = {note["definition"] for note in notes if note.get("kind") == AnnotationKind.SCORE}
+    definitions = {d.name: d for d in ScoreDefinition.objects.using(using).filter(name__in=names)}
+    user_model = get_user_model()
+    wanted = {note.get("author") for note in notes} | {(review or {}).get("assignee")}
+    wanted.discard(None)
+    people = {
+        user.get_username(): user
+        for user in user_model._default_manager.db_manager(using).filter(
+            **{f"{user_model.USERNAME_FIELD}__in": wanted}
+        )
+    }
+    now = timezone.now()
+    for n, note in enumerate(notes, 1):
+        kind, branch, turn = note["kind"], note.get("branch_id", ""), note.get("turn", 0)
+        row = f"annotation {n} ({kind} on {branch[:40]!r}, turn {turn})"
+        definition = None
+        value, label = None, note.get("label", "")
+        if kind == AnnotationKind.SCORE:
+            definition = definitions.get(note["definition"])
+            if definition is None:
+                raise TreeError(
+                    f"{_where(sid, row)}: there is no score definition "
+                    f"{note['definition'][:64]!r} here; create it in the admin "
+                    "(Score definitions) before importing"
+                )
+            given = label if definition.kind == ScoreKind.CATEGORICAL else note["value"]
+            try:
+                value, label = reviews.score_value(definition=definition, value=given)
+            except reviews.ReviewError as exc:
+                raise TreeError(f"{_where(sid, row)}: {exc}") from exc
+            if value != note["value"] or label != note.get("label", ""):
+                raise TreeError(
+                    f"{_where(sid, row)}: value {str(note['value'])[:40]} and label "
+                    f"{note.get('label', '')[:40]!r} do not match the definition "
+                    f"{definition.name!r} here ({value:g} is {label!r})"
+                )
+        author = people.get(note["author"]) if note.get("author") is not None else None
+        if note.get("author") is not None and author is None:
+            resolved.unknown_people += 1
+        resolved.annotations.append(
+            Annotation(
+                kind=kind,
+                session_id=sid,
+                branch_id=branch,
+                turn=turn,
+                author=author,
+                definition=definition,
+                value=value,
+                label=label,
+                body=note.get("body", ""),
+            )
+        )
+        created = items.parse_timestamp(note.get("created_at")) or now
+        updated = items.parse_timestamp(note.get("updated_at")) or created
+        resolved.times.append((created, updated))
+    if review is not None:
+        assignee_name = review.get("assignee")
+        assignee = people.get(assignee_name) if assignee_name is not None else None
+        if assignee_name is not None and assignee is None:
+            resolved.unknown_people += 1
+        resolved.review = SessionReview(
+            session_id=sid,
+            status=review.get("status", ReviewStatus.UNREVIEWED),
+            assignee=assignee,
+        )
+    return resolved
 
 
 def tree_import(
@@ -628,6 +913,7 @@ def _tree_import(
     tree: dict[str, Any], session_id: str, using: str, dry_run: bool, report: ImportReport
 ) -> ImportReport:
     with transaction.atomic(using=using):
+        resolved = _resolve_reviews(tree, using)
         if AgentSession.objects.using(using).filter(pk=session_id).exists():
             existing = tree_export(session_id=session_id, using=using)
             # Compared as values, not text: PostgreSQL's jsonb reorders object keys.
@@ -646,7 +932,18 @@ def _tree_import(
                 PreferredBranch.objects.using(using).create(
                     session_id=session_id, branch_id=tree["preferred_branch"]
                 )
+            annotations_import(
+                session_id=session_id,
+                annotations=resolved.annotations,
+                times=resolved.times,
+                review=resolved.review,
+                using=using,
+            )
         report.imported.append(session_id)
+        if resolved.annotations:
+            report.count("annotations", len(resolved.annotations))
+        if resolved.unknown_people:
+            report.count("unknown authors (imported as nobody)", resolved.unknown_people)
         report.count("messages", len(tree["messages"]))
         report.count("structure rows", len(tree["structure"]))
         report.count("usage rows", len(tree["usage"]))

@@ -8,8 +8,11 @@ appended with ``add_items``, as a Responses-API run would record them. The long 
 ``store_usage``.
 
 Idempotent: a session that already exists is skipped (:func:`seed_sessions`).
-:func:`demo_reviewer` creates (or refreshes) the dev-only ``demo`` account that may browse,
-prefer and chat.
+:func:`seed_reviews` adds the review workflow's demo data through ``conversations.reviews``:
+three score definitions, two reviewers (accounts that cannot log in) and their scores,
+comments, tags and review statuses; a session that already has annotations or a review
+status is left as it is. :func:`demo_reviewer` creates (or refreshes) the dev-only ``demo``
+account that may browse, prefer, chat and annotate.
 """
 
 from __future__ import annotations
@@ -30,19 +33,37 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
 
-from conversations.models import AgentSession
-from conversations.permissions import APP_LABEL, CHAT_CODENAME, PREFER_CODENAME, VIEW_CODENAME
+from conversations import reviews
+from conversations.models import (
+    AgentSession,
+    Annotation,
+    ReviewStatus,
+    ScoreDefinition,
+    ScoreKind,
+    SessionReview,
+)
+from conversations.permissions import (
+    ANNOTATE_CODENAME,
+    APP_LABEL,
+    CHAT_CODENAME,
+    PREFER_CODENAME,
+    VIEW_CODENAME,
+)
 from conversations.session import DjangoSession
 
 from .model import token_usage
 from .tools import evaluate, get_weather
 
 __all__ = [
+    "DEFINITIONS",
+    "DEMO_REVIEWERS",
     "DEMO_USERNAME",
     "LONG_SESSION_ID",
     "LONG_SESSION_TURNS",
+    "REVIEWS",
     "SEEDS",
     "demo_reviewer",
+    "seed_reviews",
     "seed_sessions",
 ]
 
@@ -561,6 +582,222 @@ def seed_sessions() -> list[str]:
     return asyncio.run(_seed_missing())
 
 
+# ---- The review workflow's demo data ----------------------------------------------------------
+
+#: name -> (kind, min, max, labels, description, position); created when missing, never changed.
+DEFINITIONS: dict[str, tuple[str, float | None, float | None, list[str], str, int]] = {
+    "helpful": (ScoreKind.BOOLEAN, None, None, [], "Did the reply help? Thumbs up or down.", 1),
+    "quality": (ScoreKind.NUMERIC, 1, 5, [], "Overall quality, 1 (poor) to 5 (excellent).", 2),
+    "failure-mode": (
+        ScoreKind.CATEGORICAL,
+        None,
+        None,
+        ["hallucination", "wrong tool", "incomplete", "tone", "other"],
+        "What went wrong, when something did.",
+        3,
+    ),
+}
+
+#: The demo reviewers: accounts that annotate the demo data and cannot log in.
+DEMO_REVIEWERS = ("ana", "ben")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One demo annotation: who, on what (``branch ""``: the session; ``turn 0``: the
+    branch), and a score (``score=(definition, value)``), a comment or a tag."""
+
+    who: str
+    branch: str = ""
+    turn: int = 0
+    score: tuple[str, Any] | None = None
+    comment: str = ""
+    tag: str = ""
+
+
+#: session -> (status, assignee, notes). Branches of one session are scored differently, so
+#: the compare view has a winner.
+REVIEWS: dict[str, tuple[str, str | None, list[Note]]] = {
+    "demo/trip-planning": (
+        ReviewStatus.REVIEWED,
+        "ana",
+        [
+            Note("ana", "main", 0, score=("quality", 4)),
+            Note("ben", "main", 0, score=("quality", 3)),
+            Note("ana", "bigger budget", 0, score=("quality", 5)),
+            Note("ben", "bigger budget", 0, score=("quality", 4)),
+            Note("ana", "tokyo-instead", 0, score=("quality", 3)),
+            Note("ana", "tokyo/nikko-day-trip", 0, score=("quality", 2)),
+            *(Note("ana", "main", turn, score=("helpful", 1)) for turn in (1, 2, 3, 5, 6)),
+            Note("ana", "main", 4, score=("helpful", 0)),
+            Note("ana", "main", 4, score=("failure-mode", "incomplete")),
+            Note(
+                "ana",
+                "main",
+                4,
+                comment="The per-night figure is right, but it never says **what the "
+                "416 €** covers. Compare the `bigger budget` branch, which does.",
+            ),
+            Note("ben", "main", 2, comment="Nice use of a *table* for the comparison."),
+            Note("ben", "bigger budget", 5, score=("helpful", 1)),
+            Note("ana", "bigger budget", 0, tag="golden"),
+            Note("ben", "tokyo/nikko-day-trip", 4, tag="unverified"),
+            Note(
+                "ben",
+                "tokyo/nikko-day-trip",
+                4,
+                score=("failure-mode", "hallucination"),
+            ),
+            Note(
+                "ben",
+                "tokyo/nikko-day-trip",
+                4,
+                comment="Travel time to Nikko is stated without a source:\n\n"
+                "- the search result does not mention it\n- please check before using it",
+            ),
+        ],
+    ),
+    "demo/support order A-10442": (
+        ReviewStatus.NEEDS_FIX,
+        "ben",
+        [
+            Note("ben", "main", 0, score=("quality", 2)),
+            Note("ben", "exchange", 0, score=("quality", 4)),
+            Note("ben", "main", 2, score=("helpful", 0)),
+            Note("ben", "main", 2, score=("failure-mode", "wrong tool")),
+            Note(
+                "ben",
+                "main",
+                2,
+                comment="Should have called `lookup_order` again instead of guessing; "
+                "see the **exchange** branch for the better flow.",
+            ),
+            Note("ana", "main", 3, score=("failure-mode", "tone")),
+            Note("ana", "main", 0, tag="escalate"),
+            Note("ana", "", 0, tag="customer-facing"),
+        ],
+    ),
+    "demo/research-rag": (
+        ReviewStatus.IN_REVIEW,
+        "ana",
+        [
+            Note("ana", "main", 0, score=("quality", 3)),
+            Note("ana", "code-chunks", 0, score=("quality", 4)),
+            Note("ana", "what-if-600", 0, score=("quality", 5)),
+            Note("ana", "main", 1, score=("helpful", 1)),
+            Note("ana", "code-chunks", 3, score=("failure-mode", "hallucination")),
+            Note("ana", "code-chunks", 3, comment="Cites a file that is not in the index."),
+            Note("ana", "", 0, tag="rag"),
+        ],
+    ),
+    "demo/math-homework": (
+        ReviewStatus.IN_REVIEW,
+        None,
+        [
+            Note("ben", "main", 0, score=("quality", 2)),
+            Note("ben", "twenty-years", 0, score=("quality", 5)),
+            Note("ben", "main", 3, score=("failure-mode", "incomplete")),
+            Note("ben", "twenty-years", 2, score=("helpful", 1)),
+            Note("ben", "twenty-years", 2, tag="golden"),
+        ],
+    ),
+    "demo/weather-café ☕": (
+        ReviewStatus.UNREVIEWED,
+        None,
+        [Note("ben", "main", 1, score=("helpful", 1))],
+    ),
+    LONG_SESSION_ID: (
+        ReviewStatus.REVIEWED,
+        "ben",
+        [
+            Note("ben", "", 0, score=("quality", 4)),
+            Note("ben", "retry-from-300", 0, score=("quality", 5)),
+            Note("ben", "main", 300, score=("helpful", 0)),
+            Note("ben", "", 0, tag="long-thread"),
+            Note(
+                "ben",
+                "",
+                0,
+                comment="Long but consistent. Turn 300 should have **escalated**; "
+                "the `retry-from-300` branch does.",
+            ),
+        ],
+    ),
+}
+
+
+def _definitions() -> None:
+    for name, (kind, low, high, labels, description, position) in DEFINITIONS.items():
+        ScoreDefinition.objects.get_or_create(
+            name=name,
+            defaults={
+                "kind": kind,
+                "min_value": low,
+                "max_value": high,
+                "labels": labels,
+                "description": description,
+                "position": position,
+            },
+        )
+
+
+def _reviewers() -> dict[str, Any]:
+    """The demo reviewers (created without a usable password), allowed to view and annotate."""
+    user_model = get_user_model()
+    permissions = Permission.objects.filter(
+        content_type__app_label=APP_LABEL, codename__in=(VIEW_CODENAME, ANNOTATE_CODENAME)
+    )
+    people = {}
+    for name in DEMO_REVIEWERS:
+        user = user_model.objects.filter(username=name).first()
+        if user is None:
+            user = user_model.objects.create_user(username=name)  # no password: cannot log in
+            user.user_permissions.add(*permissions)
+        people[name] = user
+    return people
+
+
+def seed_reviews() -> tuple[list[str], list[str]]:
+    """Write the review demo data of :data:`REVIEWS` for each demo session that exists and
+    has neither annotations nor a review status yet (so nothing a user did is overwritten).
+
+    Returns:
+        (the sessions annotated, the writes ``conversations.reviews`` refused, one line each:
+        e.g. a definition an admin archived or changed).
+    """
+    _definitions()
+    people = _reviewers()
+    present = set(AgentSession.objects.filter(pk__in=list(REVIEWS)).values_list("pk", flat=True))
+    touched = set(
+        Annotation.objects.filter(session_id__in=present).values_list("session_id", flat=True)
+    ) | set(SessionReview.objects.filter(pk__in=present).values_list("pk", flat=True))
+    done, refused = [], []
+    for sid, (status, assignee, notes) in REVIEWS.items():
+        if sid not in present or sid in touched:
+            continue
+        for note in notes:
+            user, target = people[note.who], reviews.Target(sid, note.branch, note.turn)
+            try:
+                if note.score is not None:
+                    definition, value = note.score
+                    reviews.score_set(user=user, target=target, definition=definition, value=value)
+                elif note.comment:
+                    reviews.comment_add(user=user, target=target, body=note.comment)
+                else:
+                    reviews.tag_add(user=user, target=target, tag=note.tag)
+            except reviews.ReviewError as exc:
+                refused.append(f"{sid}: {exc}")
+        if status != ReviewStatus.UNREVIEWED or assignee is not None:
+            reviews.review_status_set(
+                user=people[assignee or DEMO_REVIEWERS[0]],
+                session_id=sid,
+                status=status,
+                assignee=people[assignee] if assignee else None,
+            )
+        done.append(sid)
+    return done, refused
+
+
 def demo_reviewer() -> tuple[str, str | None]:
     """Create the dev-only ``demo`` reviewer, or refresh its permissions if it exists.
 
@@ -569,10 +806,11 @@ def demo_reviewer() -> tuple[str, str | None]:
         is left as it was).
     """
     user_model = get_user_model()
-    # Browse every session, mark preferred branches, continue any branch in the live chat.
+    # Browse every session, mark preferred branches, continue any branch in the live chat,
+    # score, comment, tag and set review statuses.
     permissions = Permission.objects.filter(
         content_type__app_label=APP_LABEL,
-        codename__in=(VIEW_CODENAME, CHAT_CODENAME, PREFER_CODENAME),
+        codename__in=(VIEW_CODENAME, CHAT_CODENAME, PREFER_CODENAME, ANNOTATE_CODENAME),
     )
     user = user_model.objects.filter(username=DEMO_USERNAME).first()
     if user is not None:

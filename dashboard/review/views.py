@@ -76,7 +76,8 @@ def _int(value: str | None, default: int | None = None) -> int | None:
 @require_GET
 @reviewer_required
 def home(request: HttpRequest) -> HttpResponse:
-    """The session table (sortable, filtered) and, with ``q``, full-text message hits."""
+    """The session table (sortable, filtered, with the review filters and columns) and, with
+    ``q``, full-text message hits."""
     filters = selectors.SessionListFilters.from_query(request.GET)
     query = request.GET.get("q", "").strip()
     within = selectors.session_ids(filters)  # the hits honour the list's filters
@@ -87,6 +88,13 @@ def home(request: HttpRequest) -> HttpResponse:
             page=_int(request.GET.get("page"), 1) or 1,
         ),
         "filters": filters,
+        "annotators": selectors.sessions.annotator_names(filters.annotator),
+        "statuses": selectors.sessions.REVIEW_STATUSES,
+        "dataset_params": [
+            (key, value)
+            for key, value in request.GET.items()
+            if key not in ("q", "page", "sort") and value
+        ],
         "query": query,
         "hits": selectors.search_hits(query=query, within=within) if query else (),
         "search_filtered": within is not None,
@@ -118,6 +126,11 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         "chat_url": _chat_url_for(request, session_id, branch_id),
         "compare_url": compare_url(session_id, other, branch_id) if other else None,
         "can_prefer": request.user.has_perm(PREFER),
+        # The review workflow: annotations by target, figures, status (3-4 queries).
+        "ann": selectors.session_annotations_get(
+            session_id=session_id, user=request.user, with_assignees=True
+        ),
+        "queue": request.GET.get("queue") == "1",
     }
     return render(request, "dashboard/session_detail.html", context)
 
@@ -183,4 +196,6 @@ def session_compare(request: HttpRequest, session_id: str) -> HttpResponse:
         tree = selectors.branch_tree_get(session_id=session_id)
         b = next((x for x in tree.order if x != a), a)
     compare = selectors.branch_compare_get(session_id=session_id, a=a, b=b)
-    return render(request, "dashboard/session_compare.html", {"compare": compare})
+    scores = selectors.compare_scores_get(compare=compare, user=request.user)
+    context = {"compare": compare, "scores": scores}
+    return render(request, "dashboard/session_compare.html", context)

@@ -35,12 +35,18 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connections
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from conversations import reviews
 from conversations.models import (
     AgentMessage,
     AgentSession,
+    Annotation,
+    ApiToken,
+    AuditEntry,
     MessageStructure,
     PreferredBranch,
+    ScoreDefinition,
     SessionClearGeneration,
+    SessionReview,
     TurnUsage,
 )
 from dashboard.asgi import application
@@ -57,6 +63,7 @@ _ADMIN = ("admin", "admin", "admin", "admin", "admin", "200")
 _ADMIN_POST_ONLY = ("admin", "admin", "admin", "admin", "admin", "405")
 _REVIEW = ("login", "403", "200", "403", "200", "200")
 _CHAT = ("login", "403", "403", "403", "200", "200")
+_API = ("401", "403", "200", "403", "200", "200")
 
 # ---- The table: route (as the URLconf spells it) -> what GET answers, per role -------------
 
@@ -79,6 +86,36 @@ GET_MATRIX: dict[str, tuple[str, ...]] = {
     "sessions/<sid:session_id>/turns/": _REVIEW,
     "sessions/<sid:session_id>/prefer/": ("405",) * 6,  # POST only: see POST_MATRIX
     "sessions/<sid:session_id>/": _REVIEW,
+    "datasets/": _REVIEW,  # the listed sessions as a dataset (dashboard/review/datasets.py)
+    # The review workflow (dashboard/review/annotate.py): reading needs view; the writes are
+    # POST only (see POST_MATRIX), annotating needs view + annotate (only staff holds it here).
+    "sessions/<sid:session_id>/annotations/": _REVIEW,
+    "sessions/<sid:session_id>/annotations/<int:annotation_id>/": ("405",) * 6,
+    "sessions/<sid:session_id>/annotations/<int:annotation_id>/delete/": ("405",) * 6,
+    "sessions/<sid:session_id>/annotations/comment/": ("405",) * 6,
+    "sessions/<sid:session_id>/annotations/review/": ("405",) * 6,
+    "sessions/<sid:session_id>/annotations/score/": ("405",) * 6,
+    "sessions/<sid:session_id>/annotations/score/clear/": ("405",) * 6,
+    "sessions/<sid:session_id>/annotations/tag/": ("405",) * 6,
+    # The queue: opening it takes annotate (staff); "next" is a POST.
+    "review/": ("login", "403", "403", "403", "403", f"302 /sessions/{SESSION}/?queue=1"),
+    "review/next/": ("405",) * 6,
+    # The JSON API (dashboard/api): 401 without credentials (JSON, no login redirect), then the
+    # pages' permissions; its docs page is a page (login redirect).
+    "api/v1/": ("404",) * 6,
+    "api/v1/^": ("404",) * 6,
+    "api/v1/docs": _REVIEW,
+    "api/v1/openapi.json": _API,
+    "api/v1/score-definitions/": _API,
+    "api/v1/sessions/": _API,
+    "api/v1/sessions/<session_id>/": _API,
+    "api/v1/sessions/<session_id>/annotations/": _API,
+    "api/v1/sessions/<session_id>/branches/<branch_id>/turns/": _API,
+    "api/v1/sessions/<session_id>/review/": _API,
+    "api/v1/sessions/<session_id>/usage/": _API,
+    "api/v1/annotations/<annotation_id>/": ("405",) * 6,  # PATCH / DELETE only
+    # Personal API tokens: any viewer manages their own.
+    "account/tokens/": _REVIEW,
     # The admin site: staff only.
     "admin/": _ADMIN,
     "admin/login/": ("200", "200", "200", "200", "200", "admin-index"),
@@ -117,6 +154,11 @@ _ADMIN_MODELS = {
     "conversations/turnusage": TurnUsage,
     "conversations/sessioncleargeneration": SessionClearGeneration,
     "conversations/preferredbranch": PreferredBranch,
+    "conversations/scoredefinition": ScoreDefinition,
+    "conversations/annotation": Annotation,
+    "conversations/sessionreview": SessionReview,
+    "conversations/auditentry": AuditEntry,
+    "conversations/apitoken": ApiToken,
 }
 for _model in _ADMIN_MODELS:
     for _suffix in _MODEL_ROUTES:
@@ -131,6 +173,13 @@ _NO_ADMIN_WRITE = ("admin",) * 5 + ("refused",)
 for _model in ("agentsession", "agentmessage", "messagestructure", "preferredbranch"):
     GET_MATRIX[f"admin/conversations/{_model}/add/"] = _NO_ADMIN_WRITE
 GET_MATRIX["admin/conversations/sessioncleargeneration/add/"] = _NO_ADMIN_WRITE
+# The review workflow's admin: annotations and the audit trail are read-only (authors edit
+# their own annotations; the trail is a record); a review row is created by setting a status
+# on the pages; tokens are revoked, never deleted; a definition in use is archived instead.
+for _model in ("annotation", "auditentry", "sessionreview"):
+    GET_MATRIX[f"admin/conversations/{_model}/add/"] = _NO_ADMIN_WRITE
+for _model in ("annotation", "auditentry", "sessionreview", "apitoken", "scoredefinition"):
+    GET_MATRIX[f"admin/conversations/{_model}/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
 GET_MATRIX["admin/conversations/messagestructure/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
 GET_MATRIX["admin/conversations/sessioncleargeneration/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
 GET_MATRIX["admin/conversations/agentmessage/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
@@ -145,6 +194,11 @@ POST_MATRIX: dict[str, tuple[str, ...]] = {
     # Marking a branch: view + mark_preferred_branch (only staff holds the latter here).
     "sessions/<sid:session_id>/prefer/": ("login", "403", "403", "403", "403", "303"),
     "chat/new/": ("login", "403", "403", "403", "chat", "chat"),
+    # Annotating: view + annotate (only staff holds it here); an empty form is refused (400).
+    "sessions/<sid:session_id>/annotations/score/": ("login", "403", "403", "403", "403", "400"),
+    "sessions/<sid:session_id>/annotations/comment/": ("login", "403", "403", "403", "403", "400"),
+    "sessions/<sid:session_id>/annotations/tag/": ("login", "403", "403", "403", "403", "400"),
+    "sessions/<sid:session_id>/annotations/review/": ("login", "403", "403", "403", "403", "400"),
 }
 
 #: Sockets: "ready"/"open" = accepted and working; a number = the close code.
@@ -200,6 +254,15 @@ def world(db, django_user_model):
     group = Group.objects.create(name="reviewers")
     session = AgentSession.objects.get(session_id=SESSION)
     PreferredBranch.objects.get_or_create(session_id=SESSION, defaults={"branch_id": "side"})
+    definition = ScoreDefinition.objects.create(name="helpful", kind="boolean")
+    score = reviews.score_set(
+        user=users["staff"],
+        target=reviews.Target(SESSION, "main", 1),
+        definition=definition,
+        value=1,
+    )
+    review = reviews.review_status_set(user=users["staff"], session_id=SESSION, status="in_review")
+    token, _raw = reviews.token_create(user=users["staff"], name="matrix")
     ids = {
         "auth/group": group.pk,
         "auth/user": users["staff"].pk,
@@ -215,6 +278,12 @@ def world(db, django_user_model):
         "conversations/turnusage": TurnUsage.objects.filter(session_id=SESSION).first().pk,
         "conversations/sessioncleargeneration": _clear_generation_pk(),
         "conversations/preferredbranch": PreferredBranch.objects.get(session_id=SESSION).pk,
+        "conversations/scoredefinition": definition.pk,
+        "conversations/annotation": score.pk,
+        "conversations/sessionreview": review.pk,
+        "conversations/auditentry": AuditEntry.objects.first().pk,
+        "conversations/apitoken": token.pk,
+        "annotation": score.pk,
     }
     return {"users": users, "ids": ids, "content_type": ContentType.objects.get_for_model(session)}
 
@@ -240,7 +309,12 @@ def _url(route: str, world) -> str:
     if route in fixed:
         return fixed[route]
     path = "/" + route.replace("<sid:session_id>", session).replace("<path:session_id>", session)
-    path = path.replace("<str:fmt>", "json")
+    path = path.replace("<str:fmt>", "json").replace("<session_id>", session)
+    path = path.replace("<branch_id>", "side")
+    path = path.replace("<int:annotation_id>", str(world["ids"]["annotation"]))
+    path = path.replace("<annotation_id>", str(world["ids"]["annotation"]))
+    if route == "api/v1/^":
+        path = "/api/v1/no-such-endpoint/"
     if "<path:object_id>" in path:
         model = "/".join(route.split("/")[1:3])
         path = path.replace("<path:object_id>", str(world["ids"][model]))

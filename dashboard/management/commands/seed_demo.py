@@ -1,8 +1,10 @@
 """``manage.py seed_demo``: realistic demo conversations (``dashboard.demo.seed``).
 
-Idempotent: a session that already exists is skipped. With ``DEBUG`` on (and no
-``--no-user``), a ``demo`` reviewer account that may browse and chat is created (or its
-permissions refreshed) and its dev-only password printed.
+Idempotent: a session that already exists is skipped, and so are the review demo data
+(score definitions, two reviewers who cannot log in, their annotations and review statuses)
+of a session that already has annotations or a status. With ``DEBUG`` on (and no
+``--no-user``), a ``demo`` reviewer account that may browse, chat and annotate is created (or
+its permissions refreshed) and its dev-only password printed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from dashboard.demo.seed import SEEDS, demo_reviewer, seed_sessions
+from dashboard.demo.seed import SEEDS, demo_reviewer, seed_reviews, seed_sessions
 
 
 class Command(BaseCommand):
@@ -29,6 +31,13 @@ class Command(BaseCommand):
         for sid in SEEDS:
             verb = "created" if sid in created else "exists, skipped"
             self.stdout.write(f"  {sid}: {verb}")
+        annotated, refused = seed_reviews()
+        self.stdout.write(
+            f"  review demo data: {len(annotated)} session(s) annotated"
+            + ("" if annotated else " (already present)")
+        )
+        for line in refused:
+            self.stdout.write(self.style.WARNING(f"  not annotated: {line}"))
         seconds = (datetime.now(tz=UTC) - started).total_seconds()
         self.stdout.write(
             self.style.SUCCESS(f"Demo sessions ready ({len(created)} new, {seconds:.1f}s).")

@@ -7,12 +7,32 @@ sessions and branches raise :class:`SessionNotFound` / :class:`BranchNotFound` (
 Modules: ``sessions`` (the session table, its filters, tool names), ``tree`` (the branch
 tree), ``turns`` (turns, the page of turns, the session page), ``usage`` (the charts' series
 and their JSON twin), ``search`` (THE message search), ``compare`` (two branches side by
-side), ``errors``.
+side), ``annotations`` (the review workflow: annotations by target, score figures, review
+status), ``errors``.
 """
 
 from __future__ import annotations
 
-from .compare import COMPARE_LIMIT, BranchCompare, CompareRow, branch_compare_get
+from .annotations import (
+    BranchScores,
+    Definition,
+    Note,
+    ReviewState,
+    ScoreComparison,
+    ScoreStat,
+    SessionAnnotations,
+    TargetNotes,
+    definitions_get,
+    session_annotations_get,
+)
+from .compare import (
+    COMPARE_LIMIT,
+    BranchCompare,
+    CompareRow,
+    CompareScores,
+    branch_compare_get,
+    compare_scores_get,
+)
 from .errors import BranchNotFound, ReviewError, SessionNotFound
 from .search import SEARCH_LIMIT, SearchHit, search_hits
 from .sessions import (
@@ -55,11 +75,19 @@ __all__ = [
     "BranchCompare",
     "BranchNode",
     "BranchNotFound",
+    "BranchScores",
     "BranchTree",
     "CompareRow",
+    "CompareScores",
     "CumulativeLine",
+    "Definition",
+    "Note",
     "ReviewError",
+    "ReviewState",
+    "ScoreComparison",
+    "ScoreStat",
     "SearchHit",
+    "SessionAnnotations",
     "SessionDetail",
     "SessionListFilters",
     "SessionListPage",
@@ -68,6 +96,7 @@ __all__ = [
     "Switcher",
     "ToolCall",
     "Turn",
+    "TargetNotes",
     "TurnItem",
     "TurnPage",
     "TurnUsageView",
@@ -75,7 +104,10 @@ __all__ = [
     "UsageSeries",
     "branch_compare_get",
     "branch_tree_get",
+    "compare_scores_get",
+    "definitions_get",
     "search_hits",
+    "session_annotations_get",
     "session_detail_get",
     "session_ids",
     "session_list",

@@ -13,7 +13,14 @@ import difflib
 import html
 import re
 from dataclasses import dataclass
+from typing import Any
 
+from .annotations import (
+    ScoreComparison,
+    SessionAnnotations,
+    score_comparison,
+    session_annotations_get,
+)
 from .tree import BranchNode, branch_tree_get
 from .turns import Turn, turns_get
 
@@ -24,7 +31,9 @@ __all__ = [
     "WORD_DIFF_CELLS",
     "BranchCompare",
     "CompareRow",
+    "CompareScores",
     "branch_compare_get",
+    "compare_scores_get",
 ]
 
 #: Turns of each branch compared side by side after the fork.
@@ -207,4 +216,38 @@ def branch_compare_get(
         tokens_b=tokens_b,
         truncated=end < last,
         branches=tree.order,
+    )
+
+
+@dataclass(frozen=True)
+class CompareScores:
+    """The review figures of a comparison: each scored definition on both branches (their
+    branch-level scores and the scores of their compared turns, from the fork on) and which
+    branch scored better: the one ahead on more definitions (``""``: even, or nothing to
+    compare). ``ann`` holds the two branches' annotations (the rows' per-turn figures)."""
+
+    ann: SessionAnnotations
+    comparisons: tuple[ScoreComparison, ...]
+
+    @property
+    def wins_a(self) -> int:
+        return sum(1 for c in self.comparisons if c.better == "a")
+
+    @property
+    def wins_b(self) -> int:
+        return sum(1 for c in self.comparisons if c.better == "b")
+
+    @property
+    def better(self) -> str:
+        if self.wins_a == self.wins_b:
+            return ""
+        return "a" if self.wins_a > self.wins_b else "b"
+
+
+def compare_scores_get(*, compare: BranchCompare, user: Any = None) -> CompareScores:
+    """The scores of the two compared branches (3 queries, whatever their number)."""
+    a, b = compare.a.branch_id, compare.b.branch_id
+    ann = session_annotations_get(session_id=compare.session_id, user=user, branches={a, b})
+    return CompareScores(
+        ann=ann, comparisons=score_comparison(ann, a, b, from_turn=compare.fork_turn)
     )

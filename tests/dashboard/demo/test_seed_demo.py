@@ -83,3 +83,71 @@ def test_seed_demo_without_debug_creates_no_user():
     with override_settings(DEBUG=False):
         call_command("seed_demo", stdout=io.StringIO())
     assert not get_user_model().objects.filter(username="demo").exists()
+
+
+# ---- The review workflow's demo data (issue 15) ------------------------------------------------
+
+
+def test_seed_demo_adds_review_definitions_and_annotations(seeded):
+    from conversations.models import Annotation, ScoreDefinition, SessionReview
+    from dashboard.demo.seed import REVIEWS
+
+    assert dict(ScoreDefinition.objects.values_list("name", "kind")) == {
+        "helpful": "boolean",
+        "quality": "numeric",
+        "failure-mode": "categorical",
+    }
+    assert ScoreDefinition.objects.get(name="failure-mode").labels == [
+        "hallucination",
+        "wrong tool",
+        "incomplete",
+        "tone",
+        "other",
+    ]
+    # Every planned annotation landed (none refused), by two reviewers who cannot log in.
+    assert Annotation.objects.count() == sum(len(notes) for _, _, notes in REVIEWS.values())
+    assert "not annotated" not in seeded[0]
+    authors = get_user_model().objects.filter(pk__in=Annotation.objects.values("author"))
+    assert sorted(u.username for u in authors) == ["ana", "ben"]
+    assert not any(u.has_usable_password() for u in authors)
+    assert all(u.has_perm("conversations.annotate") for u in authors)
+    statuses = dict(SessionReview.objects.values_list("session_id", "status"))
+    assert {"reviewed", "in_review", "needs_fix"} <= set(statuses.values())
+    assert "demo/weather-café ☕" not in statuses  # unreviewed: no row
+    kinds = set(Annotation.objects.values_list("kind", flat=True))
+    assert kinds == {"score", "comment", "tag"}
+    assert Annotation.objects.filter(kind="comment", body__contains="**").exists()
+    # Branches of one session scored differently: the compare view has a winner.
+    quality = dict(
+        Annotation.objects.filter(
+            session_id="demo/trip-planning",
+            definition__name="quality",
+            turn=0,
+            author__username="ana",
+        ).values_list("branch_id", "value")
+    )
+    assert quality["bigger budget"] > quality["main"] > quality["tokyo/nikko-day-trip"]
+
+
+def test_seed_demo_reviews_are_idempotent_and_leave_user_changes(seeded):
+    from conversations import reviews
+    from conversations.models import Annotation, AuditEntry, SessionReview
+
+    before = (Annotation.objects.count(), AuditEntry.objects.count())
+    with override_settings(DEBUG=True):
+        out = io.StringIO()
+        call_command("seed_demo", stdout=out)
+    assert (Annotation.objects.count(), AuditEntry.objects.count()) == before
+    assert "0 session(s) annotated (already present)" in out.getvalue()
+    # A user's change survives a re-run.
+    demo = get_user_model().objects.get(username="demo")
+    reviews.review_status_set(user=demo, session_id="demo/trip-planning", status="needs_fix")
+    with override_settings(DEBUG=True):
+        call_command("seed_demo", stdout=io.StringIO())
+    assert SessionReview.objects.get(pk="demo/trip-planning").status == "needs_fix"
+
+
+def test_seed_demo_debug_user_may_annotate(seeded):
+    from conversations.permissions import can_annotate
+
+    assert can_annotate(get_user_model().objects.get(username="demo"))

@@ -56,17 +56,19 @@ def test_session_pages_constant_queries(reviewer_client, sizes, url_for):
 
 def test_detail_query_budget(reviewer_client, sizes):
     # auth (session + user + permissions) + session row + tree (3) + turns + usage
-    assert _count(reviewer_client, session_url("large", "alt")) <= 10
+    # + the review workflow (score definitions, annotations, review status)
+    assert _count(reviewer_client, session_url("large", "alt")) <= 13
 
 
 @pytest.mark.parametrize(
     ("url_for", "budget"),
     [
-        (lambda sid: reverse("home"), 8),
-        (lambda sid: reverse("home") + "?q=question", 10),
-        (lambda sid: session_url(sid, "alt"), 10),
+        # the list: + score definitions, the rows' score and review status, annotator options
+        (lambda sid: reverse("home"), 11),
+        (lambda sid: reverse("home") + "?q=question", 13),
+        (lambda sid: session_url(sid, "alt"), 13),  # + definitions, annotations, review
         (lambda sid: usage_url(sid, "alt"), 9),
-        (lambda sid: compare_url(sid, "main", "alt/deeper"), 11),
+        (lambda sid: compare_url(sid, "main", "alt/deeper"), 14),  # + the same three
     ],
     ids=["list", "search", "detail", "usage-json", "compare"],
 )
