@@ -81,6 +81,7 @@ def home(request: HttpRequest) -> HttpResponse:
     filters = selectors.SessionListFilters.from_query(request.GET)
     query = request.GET.get("q", "").strip()
     within = selectors.session_ids(filters)  # the hits honour the list's filters
+    hits = selectors.search_hits(query=query, within=within) if query else ()
     context: dict[str, Any] = {
         "listing": selectors.session_list(
             filters=filters,
@@ -96,8 +97,14 @@ def home(request: HttpRequest) -> HttpResponse:
             if key not in ("q", "page", "sort") and value
         ],
         "query": query,
-        "hits": selectors.search_hits(query=query, within=within) if query else (),
+        "hits": hits,
         "search_filtered": within is not None,
+        # SQLite reads the newest CANDIDATE_SCAN matches before the filters: say so when
+        # that may have hidden older hits.
+        "search_capped": bool(query)
+        and len(hits) < selectors.SEARCH_LIMIT
+        and selectors.search_scan_capped(query=query, within=within),
+        "candidate_scan": selectors.search.CANDIDATE_SCAN,
     }
     return render(request, "dashboard/session_list.html", context)
 

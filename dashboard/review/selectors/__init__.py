@@ -34,7 +34,7 @@ from .compare import (
     compare_scores_get,
 )
 from .errors import BranchNotFound, ReviewError, SessionNotFound
-from .search import SEARCH_LIMIT, SearchHit, search_hits
+from .search import CANDIDATE_SCAN, SEARCH_LIMIT, SearchHit, search_hits, search_scan_capped
 from .sessions import (
     DEFAULT_SORT,
     SESSIONS_PER_PAGE,
@@ -65,6 +65,7 @@ from .turns import (
 from .usage import CumulativeLine, UsagePoint, UsageSeries, usage_series_get
 
 __all__ = [
+    "CANDIDATE_SCAN",
     "COMPARE_LIMIT",
     "DEFAULT_SORT",
     "MAX_TEXT",
@@ -107,6 +108,7 @@ __all__ = [
     "compare_scores_get",
     "definitions_get",
     "search_hits",
+    "search_scan_capped",
     "session_annotations_get",
     "session_detail_get",
     "session_ids",

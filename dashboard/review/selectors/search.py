@@ -24,7 +24,14 @@ from conversations.models import MessageStructure
 from conversations.search_index import PG_TABLE, SQLITE_TABLE
 from dashboard.links import session_url
 
-__all__ = ["MAX_QUERY", "SEARCH_LIMIT", "SearchHit", "search_hits"]
+__all__ = [
+    "CANDIDATE_SCAN",
+    "MAX_QUERY",
+    "SEARCH_LIMIT",
+    "SearchHit",
+    "search_hits",
+    "search_scan_capped",
+]
 
 SEARCH_LIMIT = 20
 #: Longest query searched (longer ones are cut).
@@ -202,6 +209,28 @@ def _candidates(
         rows = [(int(i), str(s), data) for i, s, data in cursor.fetchall()]
     rows.sort(key=lambda row: row[0], reverse=True)
     return rows
+
+
+def search_scan_capped(*, query: str, within: QuerySet[Any, str] | None) -> bool:
+    """Whether a search with ``within`` looked at only the newest :data:`CANDIDATE_SCAN`
+    matches of ``query`` (SQLite): the page then says older messages were not searched.
+
+    One index read of at most ``CANDIDATE_SCAN + 1`` row ids; always ``False`` on PostgreSQL
+    (its search applies ``within`` inside the index scan) and without ``within``.
+    """
+    if within is None or connection.vendor == "postgresql":
+        return False
+    expression = _fts5_query(query.strip()[:MAX_QUERY])
+    if not expression:
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COUNT(*) FROM (SELECT rowid FROM {SQLITE_TABLE} "
+            f"WHERE {SQLITE_TABLE} MATCH %s LIMIT %s)",
+            [expression, CANDIDATE_SCAN + 1],
+        )
+        (count,) = cursor.fetchone()
+    return int(count) > CANDIDATE_SCAN
 
 
 def search_hits(

@@ -264,6 +264,30 @@ def test_within_keeps_an_older_hit_behind_newer_ones():
     assert len(selectors.search_hits(query="refund")) == search.SEARCH_LIMIT
 
 
+@sqlite_only
+def test_the_list_says_when_older_matches_were_not_checked(monkeypatch, client, django_user_model):
+    """SQLite reads the newest CANDIDATE_SCAN matches before the filters: a filtered search
+    whose only hit is older than those says so instead of silently finding nothing."""
+    from tests.conftest import grant
+
+    monkeypatch.setattr(search, "CANDIDATE_SCAN", 5)
+    Writer("wanted").turn(turn_items(1, text="refund please", tool=True))
+    for n in range(6):
+        plain_session(f"other{n}", {"role": "user", "content": "refund again"})
+    within = selectors.session_ids(selectors.SessionListFilters(tool="calculator"))
+    assert found("refund", within=within) == []  # the old hit is behind 6 newer ones
+    assert search.search_scan_capped(query="refund", within=within)
+    assert not search.search_scan_capped(query="refund", within=None)
+    assert not search.search_scan_capped(query="please", within=within)  # 1 match: all read
+
+    user = grant(django_user_model.objects.create_user("r", password="x"), "view_agentsession")
+    client.force_login(user)
+    page = client.get("/", {"q": "refund", "tool": "calculator"}).content.decode()
+    assert "Only the newest 5 messages matching" in page
+    page = client.get("/", {"q": "please", "tool": "calculator"}).content.decode()
+    assert "Only the newest" not in page and "wanted" in page
+
+
 # ---- the SDK's own writer ------------------------------------------------------------------
 
 
