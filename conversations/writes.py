@@ -36,7 +36,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Exists, Max, Model, OuterRef
 
-from . import classify, items, reviews
+from . import classify, items, reviews, trace_follow
 from .fields import RawJSON, SDKJSONField
 from .models import (
     MAIN_BRANCH,
@@ -474,6 +474,9 @@ class SessionWriter:
         structure_deleted = branch_rows.delete()[0]
         messages_deleted = self.delete_unreferenced_messages(message_ids)
         reviews.follow_delete(session_id=self.session_id, branch_id=branch_id, using=self.using)
+        trace_follow.follow_delete(
+            session_id=self.session_id, branch_id=branch_id, using=self.using
+        )
         return structure_deleted, usage_deleted, messages_deleted
 
     def rename_branch(self, old: str, new: str) -> int:
@@ -486,6 +489,7 @@ class SessionWriter:
         moved = self._structure().filter(branch_id=old).update(branch_id=new)
         self._usage().filter(branch_id=old).update(branch_id=new)
         reviews.follow_rename(session_id=self.session_id, old=old, new=new, using=self.using)
+        trace_follow.follow_rename(session_id=self.session_id, old=old, new=new, using=self.using)
         return moved
 
     # ---- Usage --------------------------------------------------------------------------
@@ -529,6 +533,7 @@ class SessionWriter:
         for model in (TurnUsage, MessageStructure, AgentMessage, AgentSession):
             model.objects.using(self.using).filter(session_id=self.session_id).delete()
         reviews.follow_delete(session_id=self.session_id, using=self.using)
+        trace_follow.follow_delete(session_id=self.session_id, using=self.using)
         return generation
 
     def _structure(self) -> MessageStructureQuerySet:
@@ -672,4 +677,5 @@ def session_copy(*, source: AgentSession, new_session_id: str, using: str) -> in
         generation=generation or 0
     )
     reviews.follow_copy(session_id=session_id, new_session_id=new_session_id, using=using)
+    trace_follow.follow_copy(session_id=session_id, new_session_id=new_session_id, using=using)
     return len(copies)

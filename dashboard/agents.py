@@ -29,13 +29,23 @@ The model backend follows the environment (``default_model``):
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
-from agents import Agent, ModelSettings, RunConfig
+from agents import (
+    Agent,
+    ModelSettings,
+    RunConfig,
+    TracingProcessor,
+    add_trace_processor,
+    set_trace_processors,
+)
 from agents.models.interface import Model
+from agents.tracing import get_trace_provider
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from conversations.tracing import ForkviewTracingProcessor
 from dashboard.demo.agent import demo_agent
 from dashboard.demo.model import OFFLINE_LABEL, OfflineModel
 
@@ -47,6 +57,10 @@ __all__ = [
     "get_agent",
     "model_label",
     "run_config",
+    "stop_tracing",
+    "tracing_enabled",
+    "tracing_processor",
+    "uses_openai",
 ]
 
 
@@ -105,10 +119,78 @@ def backend_label(agent: Agent[Any] | None = None) -> str:
     return model_label(agent.model)
 
 
+def uses_openai() -> bool:
+    """Whether the chat talks to OpenAI itself (a key, and no other server's base URL)."""
+    return bool(_env("OPENAI_API_KEY")) and not _env("OPENAI_BASE_URL")
+
+
+def tracing_enabled() -> bool:
+    """``settings.FORKVIEW_TRACING`` (default on): chat turns are traced into Forkview."""
+    return bool(getattr(settings, "FORKVIEW_TRACING", True))
+
+
+_tracing_lock = threading.Lock()
+_tracing_processor: ForkviewTracingProcessor | None = None
+_replaced: list[TracingProcessor] | None = None
+
+
+def _sdk_processors() -> list[TracingProcessor]:
+    # The SDK has no getter for its processors (its own tests read this attribute too).
+    multi = getattr(get_trace_provider(), "_multi_processor", None)
+    return list(getattr(multi, "_processors", ()))
+
+
+def tracing_processor() -> ForkviewTracingProcessor | None:
+    """The chat's ``ForkviewTracingProcessor``, registered with the SDK on the first call.
+
+    Once per process (thread-safe; the live chat calls this before each turn). Talking to
+    OpenAI (:func:`uses_openai`) it is *added* (``add_trace_processor``: the SDK's exporter to
+    the OpenAI dashboard stays); otherwise it *replaces* the SDK's processors
+    (``set_trace_processors``), so nothing tries OpenAI's endpoint without a key. ``None``
+    (nothing registered) when ``FORKVIEW_TRACING`` is off.
+    """
+    global _tracing_processor, _replaced
+    if not tracing_enabled():
+        return None
+    with _tracing_lock:
+        if _tracing_processor is None:
+            processor = ForkviewTracingProcessor()
+            _replaced = _sdk_processors()
+            if uses_openai():
+                add_trace_processor(processor)
+            else:
+                set_trace_processors([processor])
+            _tracing_processor = processor
+        return _tracing_processor
+
+
+def stop_tracing() -> None:
+    """Flush and stop the chat's processor and give the SDK back its previous processors.
+
+    For tests (the processor's worker holds a database connection) and orderly shutdowns;
+    the next chat turn registers a fresh processor.
+    """
+    global _tracing_processor, _replaced
+    with _tracing_lock:
+        processor, _tracing_processor = _tracing_processor, None
+        previous, _replaced = _replaced, None
+        if processor is None:
+            return
+        set_trace_processors(previous or [])
+    processor.shutdown()
+
+
 def run_config(agent: Agent[Any] | None = None) -> RunConfig:
-    """The ``RunConfig`` for chat turns: tracing only goes to OpenAI when we talk to OpenAI."""
-    uses_openai = bool(_env("OPENAI_API_KEY")) and not _env("OPENAI_BASE_URL")
-    return RunConfig(tracing_disabled=not uses_openai, workflow_name="Forkview chat")
+    """The plug-in's ``RunConfig`` for chat turns (its workflow name, whether to trace).
+
+    Traced when the traces have somewhere to go: the chat's processor is registered
+    (:func:`tracing_processor`, ``FORKVIEW_TRACING`` on) or the chat talks to OpenAI (the
+    SDK's own exporter); otherwise not, so the SDK never tries OpenAI's endpoint without a
+    key. The chat merges this with ``DjangoSession.run_config()`` (the links to the session,
+    branch and turn): see ``dashboard.chat.turns.turn_run_config``.
+    """
+    traced = uses_openai() or (tracing_enabled() and _tracing_processor is not None)
+    return RunConfig(tracing_disabled=not traced, workflow_name="Forkview chat")
 
 
 def get_agent() -> Agent[Any]:

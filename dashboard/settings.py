@@ -386,3 +386,12 @@ FORKVIEW_MODEL = env.str("FORKVIEW_MODEL", default="gpt-4.1-mini")
 FORKVIEW_TURN_TIMEOUT = env.float("FORKVIEW_TURN_TIMEOUT", default=120.0)
 FORKVIEW_TURN_LOCK = env.str("FORKVIEW_TURN_LOCK", default="auto")
 FORKVIEW_OFFLINE_TOKEN_DELAY_MS = env.float("FORKVIEW_OFFLINE_TOKEN_DELAY_MS", default=12.0)
+# Traces of chat turns (docs/tracing.md): the live chat registers ForkviewTracingProcessor once
+# per process (talking to OpenAI: next to the SDK's exporter; otherwise as the only processor).
+FORKVIEW_TRACING = env.bool("FORKVIEW_TRACING", default=True)
+# Cost (docs/costs.md): prices come from the genai-prices package's bundled table (never fetched
+# at run time). FORKVIEW_PRICES (JSON) overrides or adds models:
+# {"model": {"input": $/Mtok, "cached_input": $/Mtok, "output": $/Mtok}}; FORKVIEW_DEFAULT_MODEL
+# prices turns recorded without traces, marked "estimated" (empty: they have no price).
+FORKVIEW_PRICES = env.json("FORKVIEW_PRICES", default={})
+FORKVIEW_DEFAULT_MODEL = env.str("FORKVIEW_DEFAULT_MODEL", default="")

@@ -37,6 +37,7 @@ urlpatterns = [
     path("sessions/<sid:session_id>/chat/", chat_views.session_chat, name="session_chat"),
     # The JSON API at /api/v1/ and the token page (dashboard/api/urls.py).
     path("", include("dashboard.api.urls")),
+    path("", include("dashboard.insights.urls")),  # /insights/ (dashboard/insights/)
     # Review pages (dashboard/review/urls.py): the home page and the session routes, whose
     # last one is a catch-all (session ids may contain "/"), so they come after the others.
     path("", include("dashboard.review.urls")),

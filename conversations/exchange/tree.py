@@ -24,6 +24,19 @@ there is something to carry, so trees of sessions nobody reviewed keep their byt
 - ``review``: ``{status, assignee}`` (a username), when the session is not plain
   "unreviewed and unassigned".
 
+Traces (issue 16) travel the same way: ``traces`` (present only when the session has linked
+traces, so older trees keep their bytes) holds every trace linked to the session, by start
+then id, each as ``{trace_id, workflow_name, group_id, branch_id, turn, metadata, started_at,
+ended_at, spans}`` with its spans by start then id, each as ``{span_id, parent_id, kind, name,
+started_at, ended_at, duration_ms, error, model, input_tokens, output_tokens,
+cached_input_tokens, reasoning_tokens, data}`` (times ISO 8601 in UTC; the JSON values'
+object keys sorted, so both databases give the same bytes). On import every entry is checked
+first (:func:`_validate_traces`: shapes, sizes, times, ids unique in the tree, what the columns
+can hold on any database; a trace's branch and turn need not be in the tree: a popped turn
+keeps its trace), then written by :mod:`conversations.trace_import`, linked to the imported
+session; a trace whose id or a span id is already present in the database is re-identified
+(new ids, counted in the report) rather than skipped.
+
 Importing them: every annotation is checked before the first write (its target exists in
 the imported tree, its text passes the rules of :mod:`conversations.reviews`, a score's
 value fits its definition, no second tag of a name on a target nor second score of an
@@ -40,6 +53,7 @@ to the SDK's tables); this module validates, compares and reports.
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
@@ -50,13 +64,16 @@ from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connections, transaction
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from .. import classify, items, reviews, writes
+from .. import classify, items, reviews, trace_import, writes
 from ..models import (
     AgentMessage,
     AgentSession,
+    AgentSpan,
+    AgentTrace,
     Annotation,
     AnnotationKind,
     BranchReservation,
@@ -67,6 +84,7 @@ from ..models import (
     ScoreKind,
     SessionClearGeneration,
     SessionReview,
+    SpanKind,
     TurnUsage,
 )
 from ..review_import import annotations_import
@@ -128,6 +146,9 @@ def tree_export(*, session_id: str, using: str = "default") -> dict[str, Any]:
         review = _review_entry(session_id, using)
         if review is not None:
             tree["review"] = review
+        traces = list(_trace_entries(session_id, using))
+        if traces:
+            tree["traces"] = traces
         return tree
 
 
@@ -173,6 +194,13 @@ def tree_chunks(*, session_id: str, using: str = "default") -> Iterator[str]:
         review = _review_entry(session_id, using)
         if review is not None:
             yield from out.add(",\n" + _dumps_member(("review", review), 1))
+        empty = True
+        for entry in _trace_entries(session_id, using):
+            opening = ',\n  "traces": [\n    ' if empty else ",\n    "
+            yield from out.add(opening + _dumps_nested(entry, 2))
+            empty = False
+        if not empty:
+            yield from out.add("\n  ]")
         yield from out.add("\n}\n")
         yield from out.flush()
 
@@ -289,6 +317,119 @@ def _review_entry(session_id: str, using: str) -> dict[str, Any] | None:
     if found is None or (found[0] == ReviewStatus.UNREVIEWED and found[1] is None):
         return None
     return {"status": found[0], "assignee": found[1]}
+
+
+#: The keys of a trace entry and of a span entry, in the export's order.
+TRACE_KEYS = (
+    "trace_id",
+    "workflow_name",
+    "group_id",
+    "branch_id",
+    "turn",
+    "metadata",
+    "started_at",
+    "ended_at",
+    "spans",
+)
+SPAN_KEYS = (
+    "span_id",
+    "parent_id",
+    "kind",
+    "name",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "error",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "data",
+)
+
+
+def _sorted_keys(value: Any) -> Any:
+    """A JSON value with every object's keys sorted (PostgreSQL's jsonb keeps its own order,
+    SQLite the writer's: sorted, both export the same bytes). Iterative: any depth."""
+    if not isinstance(value, dict | list):
+        return value
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any, Any]] = [(root, 0, value)]
+    while stack:
+        parent, key, node = stack.pop()
+        if isinstance(node, dict):
+            copy: Any = {k: node[k] for k in sorted(node)}
+            for k, child in copy.items():
+                if isinstance(child, dict | list):
+                    stack.append((copy, k, child))
+        else:
+            copy = list(node)
+            for i, child in enumerate(copy):
+                if isinstance(child, dict | list):
+                    stack.append((copy, i, child))
+        parent[key] = copy
+    return root[0]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return items.iso_timestamp(value)
+
+
+def _trace_entries(session_id: str, using: str) -> Iterator[dict[str, Any]]:
+    """The session's linked traces, each with its spans (see the module docstring): two
+    queries, spans fetched :data:`ROWS_PER_FETCH` at a time in the traces' order (a merge)."""
+    start = F("started_at").asc(nulls_first=True)
+    traces = AgentTrace.objects.using(using).filter(session_id=session_id)
+    trace_rows = traces.order_by(start, "trace_id").values_list(
+        "trace_id",
+        "workflow_name",
+        "group_id",
+        "branch_id",
+        "turn",
+        "metadata",
+        "started_at",
+        "ended_at",
+    )
+    spans_query = (
+        AgentSpan.objects.using(using)
+        .filter(trace_id__in=traces.values("trace_id"))
+        .annotate(
+            trace_start=Subquery(
+                AgentTrace.objects.using(using)
+                .filter(trace_id=OuterRef("trace_id"))
+                .values("started_at")[:1]
+            )
+        )
+        .order_by(F("trace_start").asc(nulls_first=True), "trace_id", start, "span_id")
+        .values_list(*SPAN_KEYS, "trace_id")
+    )
+    span_rows: Iterator[tuple[Any, ...]] | None = None
+    pending: tuple[Any, ...] | None = None
+    for trace_id, workflow, group, branch, turn, metadata, started, ended in trace_rows.iterator(
+        chunk_size=ROWS_PER_FETCH
+    ):
+        if span_rows is None:  # no second query for a session without traces
+            span_rows = spans_query.iterator(chunk_size=ROWS_PER_FETCH)
+            pending = next(span_rows, None)
+        spans = []
+        while pending is not None and pending[-1] == trace_id:
+            row = dict(zip(SPAN_KEYS, pending[:-1], strict=True))
+            row["started_at"], row["ended_at"] = _iso(row["started_at"]), _iso(row["ended_at"])
+            row["error"], row["data"] = _sorted_keys(row["error"]), _sorted_keys(row["data"])
+            spans.append(row)
+            pending = next(span_rows, None)
+        yield {
+            "trace_id": trace_id,
+            "workflow_name": workflow,
+            "group_id": group,
+            "branch_id": branch,
+            "turn": turn,
+            "metadata": _sorted_keys(metadata),
+            "started_at": _iso(started),
+            "ended_at": _iso(ended),
+            "spans": spans,
+        }
 
 
 def _message_entries(
@@ -687,6 +828,132 @@ def _validate_tree(tree: Any, vendor: str = "sqlite") -> None:
         raise fail(None, f"preferred_branch holds {problem}")
     user_turns = {(branch, user_turn) for _seq, _n, branch, user_turn, _bt in rows}
     _validate_annotations(tree, user_turns, fail)
+    _validate_traces(tree, fail)
+
+
+#: Limits of an imported trace: an id's length, a text's, a JSON value's (as JSON text).
+MAX_TRACE_ID_CHARS = 256
+MAX_TRACE_TEXT_CHARS = 10_000
+MAX_TRACE_JSON_CHARS = 8 * 1024 * 1024
+_SPAN_KINDS = frozenset(SpanKind.values)
+
+
+def _trace_json_problem(value: Any, *, object_only: bool) -> str | None:
+    """Why a trace's JSON value cannot be imported: not an object (``object_only``), too
+    big, or what a column of *any* database cannot hold (the processor never stores NUL or
+    lone surrogates, so a tree importable here is importable on both databases)."""
+    if value is None:
+        return None
+    if object_only and not isinstance(value, dict):
+        return f"must be an object or null, not {type(value).__name__}"
+    if problem := _json_problem(value, "postgresql"):
+        return problem
+    if len(json.dumps(value, ensure_ascii=False)) > MAX_TRACE_JSON_CHARS:
+        return f"is larger than {MAX_TRACE_JSON_CHARS} characters as JSON"
+    return None
+
+
+def _text_problem(value: Any, *, limit: int, nullable: bool, empty: bool = True) -> str | None:
+    if value is None:
+        return None if nullable else "is missing (null)"
+    if not isinstance(value, str):
+        return f"must be a string, not {type(value).__name__}"
+    if not value and not empty:
+        return "is empty"
+    if len(value) > limit:
+        return f"is longer than {limit} characters"
+    if problem := column_problem(value):
+        return f"holds {problem}"
+    return None
+
+
+def _validate_traces(tree: dict[str, Any], fail: Any) -> None:
+    """The checks of ``traces``: every entry's shape, sizes and times, and ids unique in the
+    tree (parent ids are free text: one naming no span, itself or a cycle is stored as is)."""
+    if "traces" not in tree:
+        return
+    traces = tree["traces"]
+    if not isinstance(traces, list):
+        raise fail(None, "'traces' must be a list")
+    trace_ids: set[str] = set()
+    span_ids: set[str] = set()
+    for n, trace in enumerate(traces, 1):
+        row = f"trace {n}"
+        if not isinstance(trace, dict):
+            raise fail(row, "must be an object")
+        if unknown := sorted(set(trace) - set(TRACE_KEYS)):
+            raise fail(row, f"unknown key {str(unknown[0])[:40]!r}")
+        trace_id = trace.get("trace_id")
+        if problem := _text_problem(
+            trace_id, limit=MAX_TRACE_ID_CHARS, nullable=False, empty=False
+        ):
+            raise fail(row, f"trace_id {problem}")
+        row = f"trace {n} ({str(trace_id)[:40]!r})"
+        if trace_id in trace_ids:
+            raise fail(row, "a second trace with this id")
+        trace_ids.add(cast(str, trace_id))
+        if problem := _text_problem(
+            trace.get("workflow_name", ""), limit=MAX_TRACE_TEXT_CHARS, nullable=False
+        ):
+            raise fail(row, f"workflow_name {problem}")
+        for key in ("group_id", "branch_id"):
+            if problem := _text_problem(trace.get(key), limit=MAX_TRACE_TEXT_CHARS, nullable=True):
+                raise fail(row, f"{key} {problem}")
+        if problem := _int(trace.get("turn"), nullable=True):
+            raise fail(row, f"turn {problem}")
+        if problem := _trace_json_problem(trace.get("metadata"), object_only=True):
+            raise fail(row, f"metadata {problem}")
+        for key in ("started_at", "ended_at"):
+            if problem := _date_problem(trace.get(key)):
+                raise fail(row, f"{key} {problem}")
+        spans = trace.get("spans", [])
+        if not isinstance(spans, list):
+            raise fail(row, "'spans' must be a list")
+        for m, span in enumerate(spans, 1):
+            _validate_span(span, f"{row}, span {m}", span_ids, fail)
+
+
+def _validate_span(span: Any, row: str, span_ids: set[str], fail: Any) -> None:
+    if not isinstance(span, dict):
+        raise fail(row, "must be an object")
+    if unknown := sorted(set(span) - set(SPAN_KEYS)):
+        raise fail(row, f"unknown key {str(unknown[0])[:40]!r}")
+    span_id = span.get("span_id")
+    if problem := _text_problem(span_id, limit=MAX_TRACE_ID_CHARS, nullable=False, empty=False):
+        raise fail(row, f"span_id {problem}")
+    row = f"{row} ({str(span_id)[:40]!r})"
+    if span_id in span_ids:
+        raise fail(row, "a second span with this id")
+    span_ids.add(cast(str, span_id))
+    if problem := _text_problem(span.get("parent_id"), limit=MAX_TRACE_ID_CHARS, nullable=True):
+        raise fail(row, f"parent_id {problem}")
+    kind = span.get("kind")
+    if not isinstance(kind, str) or kind not in _SPAN_KINDS:
+        raise fail(row, f"kind must be one of {', '.join(SpanKind.values)}")
+    if problem := _text_problem(span.get("name", ""), limit=MAX_TRACE_TEXT_CHARS, nullable=False):
+        raise fail(row, f"name {problem}")
+    if problem := _text_problem(span.get("model"), limit=MAX_TRACE_TEXT_CHARS, nullable=True):
+        raise fail(row, f"model {problem}")
+    for key in ("started_at", "ended_at"):
+        if problem := _date_problem(span.get(key)):
+            raise fail(row, f"{key} {problem}")
+    duration = span.get("duration_ms")
+    if duration is not None and (
+        isinstance(duration, bool)
+        or not isinstance(duration, int | float)
+        or not math.isfinite(duration)
+        or abs(duration) > 1e15
+    ):
+        raise fail(row, "duration_ms must be a finite number of milliseconds or null")
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens"):
+        if problem := _int(span.get(key), _INT64, nullable=True):
+            raise fail(row, f"{key} {problem}")
+    if problem := _trace_json_problem(span.get("error"), object_only=True):
+        raise fail(row, f"error {problem}")
+    if "data" in span and not isinstance(span["data"], dict):
+        raise fail(row, f"data must be an object, not {type(span['data']).__name__}")
+    if problem := _trace_json_problem(span.get("data"), object_only=True):
+        raise fail(row, f"data {problem}")
 
 
 #: The keys of an annotation entry, in the export's order.
@@ -939,7 +1206,17 @@ def _tree_import(
                 review=resolved.review,
                 using=using,
             )
+        traces = trace_import.traces_resolve(
+            session_id=session_id, entries=tree.get("traces", []), using=using
+        )
+        if not dry_run:
+            trace_import.traces_write(resolved=traces, using=using)
         report.imported.append(session_id)
+        if traces.traces:
+            report.count("traces", len(traces.traces))
+            report.count("spans", len(traces.spans))
+        if traces.reidentified:
+            report.count("traces re-identified (ids already present)", traces.reidentified)
         if resolved.annotations:
             report.count("annotations", len(resolved.annotations))
         if resolved.unknown_people:

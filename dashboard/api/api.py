@@ -29,6 +29,7 @@ from dashboard.errors import RETRY_AFTER_SECONDS, database_unavailable
 
 from . import annotations as annotation_routes
 from . import sessions as session_routes
+from . import traces as trace_routes
 from .auth import CANNOT_VIEW, NO_CREDENTIALS, BearerToken, SessionCookie
 from .errors import ApiError
 
@@ -83,7 +84,7 @@ api = NinjaAPI(
     title="Forkview API",
     version="1",
     description=(
-        "Sessions, turns, usage, annotations and review statuses of Forkview. "
+        "Sessions, turns, usage, traces, annotations and review statuses of Forkview. "
         "Authenticate with `Authorization: Bearer <token>` (create one at /account/tokens/) or "
         "the session cookie (then send X-CSRFToken for unsafe methods). Session and branch ids "
         "are percent-encoded path segments (`quote(id, safe='')`)."
@@ -96,6 +97,7 @@ api = NinjaAPI(
 )
 api.add_router("", session_routes.router)
 api.add_router("", annotation_routes.router)
+api.add_router("", trace_routes.router)
 
 
 @api.exception_handler(ApiError)

@@ -8,7 +8,7 @@ validated here first (types, lengths: 422 naming the field), then by ``conversat
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Field
@@ -20,16 +20,21 @@ __all__ = [
     "AnnotationOut",
     "AnnotationPage",
     "AnnotationPatch",
+    "CostOut",
+    "CostTotalOut",
     "Error",
     "ReviewIn",
     "ReviewOut",
     "ScoreDefinitionOut",
     "SessionOut",
     "SessionPage",
+    "SpanOut",
     "ToolCallOut",
+    "TraceOut",
     "TurnItemOut",
     "TurnOut",
     "TurnPage",
+    "TurnTraceOut",
     "TurnUsageOut",
     "UsageOut",
     "ValidationErrors",
@@ -144,6 +149,8 @@ class UsageTurn(Schema):
     reasoning_tokens: int | None
     owner: str | None
     missing: bool
+    cost_usd: float | None = Field(None, description="The turn's traced model calls (USD).")
+    cost: str = Field("", description='The same in words ("$0.0042", "free", "no price").')
 
 
 class UsagePoint(Schema):
@@ -151,11 +158,19 @@ class UsagePoint(Schema):
     tokens: int
 
 
+class UsageCostPoint(Schema):
+    turn: int
+    usd: float
+
+
 class UsageLine(Schema):
     branch: str
     fork_turn: int
     current: bool
     points: list[UsagePoint]
+    cost_points: list[UsageCostPoint] = Field(
+        default_factory=list, description="Cumulative cost (USD), like points."
+    )
 
 
 class UsageToolCalls(Schema):
@@ -170,6 +185,8 @@ class UsageOut(Schema):
     session_id: str
     branch: str
     path_total_tokens: int
+    path_cost_usd: float | None = Field(None, description="Priced traced turns along the path.")
+    path_cost: str = Field("", description="The same in words, with what was not priced.")
     missing_turns: list[int]
     per_turn: list[UsageTurn]
     cumulative: list[UsageLine]
@@ -262,3 +279,77 @@ class ReviewIn(Schema):
 
     status: str | None = Field(None, max_length=32)
     assignee: str | None = Field(None, max_length=150)
+
+
+# ---- Traces (issue 16) ------------------------------------------------------------------------
+
+
+class CostOut(Schema):
+    """What one model call cost (``conversations.costs``)."""
+
+    usd: str | None = Field(
+        description="US dollars as an exact decimal string; null: no price known for the model."
+    )
+    model: str | None
+    free: bool = Field(description="The offline demo model: costs nothing.")
+    text: str = Field(description='For people: "$0.0042", "free", "no price".')
+
+
+class CostTotalOut(Schema):
+    """The sum of a trace's (or a turn's) model calls."""
+
+    usd: str = Field(description="US dollars (exact decimal string) of the priced calls.")
+    priced: int
+    unpriced: int = Field(description="Model calls with no known price (not in usd).")
+    free: int
+    text: str = Field(description='"$0.0042", "$0.01 (1 no price)", "free", "no price", "".')
+
+
+class SpanOut(Schema):
+    span_id: str
+    parent_id: str | None = Field(description="null: directly under the trace.")
+    kind: str = Field(
+        description="agent, task, turn, response, generation, function, handoff, guardrail, "
+        "custom, mcp_tools, transcription, speech, speech_group or other."
+    )
+    name: str = Field(description="The agent, tool or guardrail; the model of a model call.")
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: float | None
+    error: Any = Field(description='{"message", "data"}, or null.')
+    model: str | None
+    input_tokens: int | None
+    output_tokens: int | None
+    cached_input_tokens: int | None
+    reasoning_tokens: int | None
+    data: Any = Field(description="The span's export, after the data policy (docs/tracing.md).")
+    cost: CostOut | None = Field(description="Model calls (response, generation) only.")
+
+
+class TraceOut(Schema):
+    trace_id: str
+    workflow_name: str
+    group_id: str | None
+    metadata: Any
+    started_at: datetime | None
+    ended_at: datetime | None
+    duration_ms: float | None
+    cost: CostTotalOut
+    spans: list[SpanOut] = Field(description="By start, then id.")
+
+
+class TurnTraceOut(Schema):
+    """A turn's traces (usually one: the run that answered it) with their spans."""
+
+    session_id: str
+    branch_id: str
+    turn: int
+    owner_branch: str = Field(
+        description="The branch whose run wrote the turn (an ancestor's for a shared turn): "
+        "its traces are the turn's."
+    )
+    traced: bool = Field(description="false: the turn was recorded without a trace.")
+    note: str | None = Field(description="Why there is no trace, when there is none.")
+    cost: CostTotalOut
+    truncated: bool = Field(description="More spans than one answer holds; the rest left out.")
+    traces: list[TraceOut] = Field(description="By start, then id; [] when not traced.")

@@ -35,6 +35,7 @@ from dashboard.errors import database_unavailable
 from . import protocol
 from .batching import DeltaBatcher
 from .context import ChatContext
+from .finished import finished_turn
 from .limits import max_turns_per_user, user_turn_slot
 from .locks import turn_guard
 from .protocol import (
@@ -49,6 +50,7 @@ from .protocol import (
     ERR_FORBIDDEN,
     ERR_LISTEN_ONLY,
     ERR_LOGGED_OUT,
+    ERR_NOTHING_TO_CANCEL,
     ERR_TOO_LARGE,
     ERR_TOO_MANY_TURNS,
     ERR_UNKNOWN,
@@ -61,6 +63,8 @@ from .protocol import (
     group_name,
 )
 from .turns import (
+    TurnCancelled,
+    TurnControl,
     TurnInput,
     TurnRefused,
     TurnTimeout,
@@ -240,6 +244,7 @@ class ChatConsumer(_AuthorizedConsumer):
     async def connected(self) -> None:
         self._open = True
         self._turn: asyncio.Task[None] | None = None
+        self._control: TurnControl | None = None
         # The branch as this client sees it: a turn is refused if it is renamed or deleted
         # (or the session cleared) from now on, instead of recreating it.
         self._anchor: BranchAnchor | None = await turn_anchor(
@@ -298,6 +303,9 @@ class ChatConsumer(_AuthorizedConsumer):
         if handler is None:
             await self._error(ERR_UNKNOWN)
             return
+        if kind == protocol.CANCEL:
+            await self._on_cancel(content)
+            return
         if self._turn is not None and not self._turn.done():
             await self._send(protocol.busy())
             return
@@ -325,10 +333,24 @@ class ChatConsumer(_AuthorizedConsumer):
         if turn is not None:
             await self._fork_and_start(turn, None)
 
+    async def _on_cancel(self, content: Message) -> None:
+        """Stop this socket's running turn: nothing of it is stored, ``cancelled`` follows.
+
+        Only the socket's own turn (another tab's or user's turn on the branch is theirs).
+        Without one, an ``error``. Once the turn is being stored it is too late: the cancel is
+        ignored and ``turn_complete`` follows as usual.
+        """
+        turn, control = self._turn, self._control
+        if turn is None or turn.done() or control is None:
+            await self._error(ERR_NOTHING_TO_CANCEL)
+            return
+        control.cancel()
+
     _handlers: ClassVar[dict[str, _Handler]] = {
         protocol.USER_MESSAGE: _on_user_message,
         protocol.FORK: _on_fork,
         protocol.REGENERATE: _on_regenerate,
+        protocol.CANCEL: _on_cancel,
     }
 
     async def _fork_and_start(self, turn: int, text: str | None) -> None:
@@ -412,7 +434,8 @@ class ChatConsumer(_AuthorizedConsumer):
 
     def _start(self, input: TurnInput, branch_id: str, slot: contextlib.AsyncExitStack) -> None:
         context = ChatContext(user=self._user, session_id=self.session_id, branch_id=branch_id)
-        task = asyncio.ensure_future(self._run(input, branch_id, slot, context))
+        self._control = control = TurnControl()
+        task = asyncio.ensure_future(self._run(input, branch_id, slot, context, control))
         self._turn = task
         _RUNNING_TURNS.add(task)
         task.add_done_callback(_RUNNING_TURNS.discard)
@@ -423,11 +446,14 @@ class ChatConsumer(_AuthorizedConsumer):
         branch_id: str,
         slot: contextlib.AsyncExitStack,
         context: ChatContext,
+        control: TurnControl,
     ) -> None:
         """Run the turn under the user's slot and the branch's guard, then report it.
 
-        Both are released before ``turn_complete`` (or the ``error``) is sent: a client that
-        sends its next message as soon as it hears the turn ended is never told ``busy``.
+        Both are released before ``turn_complete`` (or ``cancelled``, or the ``error``) is
+        sent: a client that sends its next message as soon as it hears the turn ended is
+        never told ``busy``. ``turn_complete`` carries the stored turn rendered (``html``),
+        its latency and cost (:func:`dashboard.chat.finished.finished_turn`).
         """
         await aclose_old_connections()
         emit = DeltaBatcher(self._send)
@@ -445,7 +471,10 @@ class ChatConsumer(_AuthorizedConsumer):
                         timeout=getattr(settings, "FORKVIEW_TURN_TIMEOUT", 120),
                         context=context,
                         anchor=anchor,
+                        control=control,
                     )
+        except TurnCancelled:
+            await emit(protocol.cancelled(self.session_id, branch_id))
         except TurnTimeout as exc:
             await emit(protocol.error(f"{exc} {RETRY_HINT}"))
         except TurnRefused as exc:
@@ -473,7 +502,17 @@ class ChatConsumer(_AuthorizedConsumer):
                 return
             if self.branch_id == branch_id:
                 self._anchor = outcome.anchor
-            await emit(outcome.message())
+            await emit({**outcome.message(), **await self._finished(outcome)})
+
+    async def _finished(self, outcome: Any) -> Message:
+        """The stored turn's ``html``, latency and cost (``{}`` if they cannot be read)."""
+        if not self._open:
+            return {}
+        try:
+            return await finished_turn(outcome)
+        except Exception:  # the turn is stored: never turn its report into an error
+            logger.warning("Could not render the finished turn", exc_info=True)
+            return {}
 
     # ---- Outgoing -------------------------------------------------------------------------------
 

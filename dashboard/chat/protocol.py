@@ -19,6 +19,9 @@ from conversations.text import BAD_TEXT_ERROR
 __all__ = [
     "BRANCH_CREATED",
     "BUSY",
+    "CANCEL",
+    "CANCELLED",
+    "CHAT_TURN_EXTRAS",
     "CLOSE_BAD_REQUEST",
     "CLOSE_FORBIDDEN",
     "CLOSE_UNAUTHENTICATED",
@@ -33,6 +36,7 @@ __all__ = [
     "ERR_FORBIDDEN",
     "ERR_LISTEN_ONLY",
     "ERR_LOGGED_OUT",
+    "ERR_NOTHING_TO_CANCEL",
     "ERR_TOO_LARGE",
     "ERR_TOO_MANY_TURNS",
     "ERR_UNKNOWN",
@@ -53,6 +57,7 @@ __all__ = [
     "USER_MESSAGE",
     "Message",
     "busy",
+    "cancelled",
     "error",
     "group_name",
     "live_status",
@@ -68,6 +73,8 @@ Message = dict[str, Any]
 USER_MESSAGE: Final = "user_message"
 FORK: Final = "fork"
 REGENERATE: Final = "regenerate"
+#: Stop this socket's running turn (nothing of it is stored).
+CANCEL: Final = "cancel"
 
 # Server -> client.
 READY: Final = "ready"
@@ -77,6 +84,12 @@ TOOL_CALL: Final = "tool_call"
 TOOL_OUTPUT: Final = "tool_output"
 MESSAGE: Final = "message"
 TURN_COMPLETE: Final = "turn_complete"
+#: Keys the chat's own ``turn_complete`` adds to the one viewers get: the stored turn rendered
+#: as the session page renders it, its wall time and time to first token (ms), its cost in
+#: words (``conversations.costs.describe``), and its trace id.
+CHAT_TURN_EXTRAS: Final = ("html", "latency_ms", "ttft_ms", "cost", "trace_id")
+#: The socket's turn was cancelled: stopped, nothing stored, the socket free for the next one.
+CANCELLED: Final = "cancelled"
 BUSY: Final = "busy"
 ERROR: Final = "error"
 #: Viewers' socket: ``{"type": "live_status", "live": false}`` when the channel layer (Redis)
@@ -117,6 +130,7 @@ ERR_TOO_MANY_TURNS: Final = (
     "wait for one to finish, then send again. Nothing was stored."
 )
 ERR_LISTEN_ONLY: Final = "This socket only sends session updates; it accepts no messages."
+ERR_NOTHING_TO_CANCEL: Final = "No turn of this socket is running: there is nothing to cancel."
 ERR_LOGGED_OUT: Final = "Your login has ended (logged out or deactivated); sign in again."
 ERR_FORBIDDEN: Final = "You no longer have permission to use this socket."
 RETRY_HINT: Final = "Nothing was stored; send again to retry."
@@ -131,6 +145,11 @@ def error(text: str) -> Message:
 def busy() -> Message:
     """The ``busy`` message."""
     return {"type": BUSY, "message": ERR_BUSY}
+
+
+def cancelled(session_id: str, branch_id: str) -> Message:
+    """The ``cancelled`` message: the socket's turn on ``branch_id`` stopped, nothing stored."""
+    return {"type": CANCELLED, "session_id": session_id, "branch_id": branch_id}
 
 
 def live_status(live: bool) -> Message:

@@ -30,16 +30,20 @@ turn never recreates a deleted session or branch, and never lands on a renamed b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents import Agent, Runner, TResponseInputItem, _debug
+from agents import Agent, RunConfig, Runner, TResponseInputItem, _debug
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import resolve_session_limit
+from agents.tracing import Span, custom_span
+from agents.tracing.traces import NoOpTrace
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db.models import Max
@@ -47,14 +51,17 @@ from django.db.models import Max
 from conversations.items import decode
 from conversations.models import MAIN_BRANCH, MessageStructure
 from conversations.session import BranchAnchor, BranchGone, DjangoSession
-from dashboard.agents import get_agent, run_config
+from conversations.tracing import TURN_KEY
+from dashboard.agents import get_agent, run_config, tracing_processor
 
 from .context import ChatContext
-from .protocol import TURN_COMPLETE, Message, group_name, protocol_event
+from .protocol import DELTA, MESSAGE, TURN_COMPLETE, Message, group_name, protocol_event
 
 __all__ = [
     "Emit",
     "TurnBuffer",
+    "TurnCancelled",
+    "TurnControl",
     "TurnInput",
     "TurnOutcome",
     "TurnRefused",
@@ -65,7 +72,16 @@ __all__ = [
     "run_turn",
     "turn_anchor",
     "turn_input",
+    "turn_run_config",
 ]
+
+#: The custom span a chat turn records from the start of the run to its first text (ms in
+#: ``data["ttft_ms"]``; the span's own duration is the same time): see docs/tracing.md.
+TTFT_SPAN = "time_to_first_token"
+#: Trace metadata: the chat turn's time to first token in ms (a string, as metadata values are).
+TTFT_KEY = "forkview_ttft_ms"
+#: Trace metadata of a turn that was not stored (see :func:`_unstored`).
+OUTCOME_KEY = "forkview_outcome"
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +93,37 @@ TurnInput = str | list[TResponseInputItem]
 
 class TurnTimeout(Exception):
     """The model did not finish the turn in time (nothing was stored)."""
+
+
+class TurnCancelled(Exception):
+    """The client cancelled the turn (``cancel``) before it was stored: nothing was stored."""
+
+
+class TurnControl:
+    """Lets a client stop a running turn (the chat's ``cancel``).
+
+    :meth:`cancel` stops the turn while the model runs (before it is started too); once the
+    turn is being stored it is too late (``False``: the turn completes as usual), so a
+    cancelled turn is never half stored.
+    """
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.storing = False
+        self._stream: asyncio.Task[None] | None = None
+
+    def requested(self) -> bool:
+        """Whether :meth:`cancel` stopped (or will stop) the turn."""
+        return self.cancelled
+
+    def cancel(self) -> bool:
+        """Stop the turn; ``True`` if it will stop without storing anything."""
+        if self.storing:
+            return False
+        self.cancelled = True
+        if self._stream is not None:
+            self._stream.cancel()
+        return True
 
 
 class TurnRefused(Exception):
@@ -165,6 +212,11 @@ class TurnOutcome:
     events: int = field(default=0, compare=False)
     #: The branch after this turn, for the next turn's ``anchor``.
     anchor: BranchAnchor | None = field(default=None, compare=False)
+    #: Wall time of the run (model calls and tools), and until its first text, in ms.
+    latency_ms: int | None = field(default=None, compare=False)
+    ttft_ms: int | None = field(default=None, compare=False)
+    #: The run's trace (``None`` when tracing is off).
+    trace_id: str | None = field(default=None, compare=False)
 
     def message(self) -> Message:
         """The ``turn_complete`` message of this turn."""
@@ -196,6 +248,7 @@ async def run_turn(
     notify_viewers: bool = True,
     context: ChatContext | None = None,
     anchor: BranchAnchor | None = None,
+    control: TurnControl | None = None,
 ) -> TurnOutcome:
     """Run one streamed turn on (session, branch), store it whole, return its outcome.
 
@@ -220,6 +273,7 @@ async def run_turn(
         TurnTimeout: The turn took longer than ``timeout`` (nothing stored).
         TurnRefused: The branch was renamed or deleted, or the session deleted or cleared,
             before or during the turn (nothing stored; the model is not called if before).
+        TurnCancelled: ``control.cancel()`` stopped the turn (nothing stored).
         Exception: Whatever the model or a tool raised (nothing stored).
     """
     agent = agent if agent is not None else get_agent()
@@ -231,27 +285,59 @@ async def run_turn(
     except BranchGone as exc:
         raise TurnRefused(str(exc)) from None
     buffer = TurnBuffer(session)
-    result = Runner.run_streamed(
-        agent, input, session=buffer, run_config=run_config(agent), context=context
-    )
+    control = control if control is not None else TurnControl()
+    if control.cancelled:
+        raise TurnCancelled("Cancelled before the model was called.")
+    config = await turn_run_config(session, agent)
+    started = time.monotonic()
+    result = Runner.run_streamed(agent, input, session=buffer, run_config=config, context=context)
+    ttft = _FirstToken(result, started)
     sent = 0
-    try:
+
+    async def stream() -> None:
+        nonlocal sent
         async with asyncio.timeout(timeout):
             async for event in result.stream_events():
                 message = protocol_event(event)
-                if message is not None and emit is not None:
+                if message is None:
+                    continue
+                if message["type"] in (DELTA, MESSAGE):
+                    ttft.mark()
+                if emit is not None:
                     sent += 1
                     await emit(message)
+
+    control._stream = task = asyncio.ensure_future(stream())
+    try:
+        if control.requested():  # cancelled while the run was being set up
+            task.cancel()
+        await task
     except TimeoutError as exc:
-        result.cancel()
+        _unstored(result, "timeout")
         raise TurnTimeout(f"The model did not finish within {timeout:g} s.") from exc
-    except BaseException:
-        result.cancel()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if control.requested() and not (current is not None and current.cancelling()):
+            _unstored(result, "cancelled")
+            raise TurnCancelled("Cancelled by the user: nothing was stored.") from None
+        _unstored(result, "failed")
         raise
+    except BaseException:
+        _unstored(result, "failed")
+        raise
+    finally:
+        control._stream = None
+        ttft.close()
+    control.storing = True
+    latency = round((time.monotonic() - started) * 1000)
     try:
         stored = await buffer.commit(anchor)
     except BranchGone as exc:
+        _unstored(result, "refused")
         raise TurnRefused(str(exc)) from None
+    except BaseException:
+        _unstored(result, "failed")
+        raise
     await session.store_run_usage(result)
     usage = result.context_wrapper.usage
     outcome = TurnOutcome(
@@ -272,10 +358,78 @@ async def run_turn(
             generation=anchor.generation,
             had_rows=anchor.had_rows or stored > 0,
         ),
+        latency_ms=latency,
+        ttft_ms=ttft.ms,
+        trace_id=_trace_id(result),
     )
     if notify_viewers:
         await notify(session_id, outcome.message())
     return outcome
+
+
+async def turn_run_config(session: DjangoSession, agent: Agent[Any]) -> RunConfig:
+    """The chat turn's ``RunConfig``: the agent plug-in's (``dashboard.agents.run_config``)
+    with the session's trace links (``DjangoSession.run_config``: ``group_id`` = the session
+    id, ``forkview_session``/``_branch``/``_turn`` metadata). Registers the chat's trace
+    processor first (``FORKVIEW_TRACING``), so the turn's trace lands in Forkview's tables."""
+    tracing_processor()
+    base = run_config(agent)
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
+    fields.pop("group_id", None)
+    return await session.run_config(**fields)
+
+
+def _trace_id(result: Any) -> str | None:
+    """The run's trace id; ``None`` untraced (tracing off: the SDK's no-op trace)."""
+    trace = result.trace
+    return None if trace is None or isinstance(trace, NoOpTrace) else str(trace.trace_id)
+
+
+def _unstored(result: Any, outcome: str) -> None:
+    """Stop a run whose turn will not be stored, and unlink its trace from the turn.
+
+    The trace (what the model did and used: tokens were spent) is kept, linked to its
+    session and branch but to no turn (the next turn reuses the number), with
+    ``forkview_outcome`` = ``cancelled`` / ``timeout`` / ``failed`` / ``refused`` in its
+    metadata. The processor reads the metadata when it writes the trace's end, which the SDK
+    emits after this (the run loop's ``finally``), so a start written earlier is corrected.
+    """
+    result.cancel()
+    trace = result.trace
+    metadata = getattr(trace, "metadata", None)
+    if isinstance(metadata, dict):
+        metadata.pop(TURN_KEY, None)
+        metadata[OUTCOME_KEY] = outcome
+
+
+class _FirstToken:
+    """Time to first token, in the run's trace two ways: the trace metadata
+    ``forkview_ttft_ms`` (what the session page reads) and a ``time_to_first_token`` custom
+    span from the start of the run to its first text (``data.ttft_ms``; a bar in the span
+    waterfall). Without text (cancelled before it) neither is written."""
+
+    def __init__(self, result: Any, started: float) -> None:
+        self.started = started
+        self.ms: int | None = None
+        self.span: Span[Any] | None = None
+        self.metadata = getattr(result.trace, "metadata", None)
+        if result.trace is not None and not isinstance(result.trace, NoOpTrace):
+            self.span = custom_span(TTFT_SPAN, data={}, parent=result.trace)
+            self.span.start()
+
+    def mark(self) -> None:
+        if self.ms is not None:
+            return
+        self.ms = round((time.monotonic() - self.started) * 1000)
+        if isinstance(self.metadata, dict):  # written with the trace's end (after this)
+            self.metadata[TTFT_KEY] = str(self.ms)
+        span, self.span = self.span, None
+        if span is not None:
+            span.span_data.data["ttft_ms"] = self.ms
+            span.finish()
+
+    def close(self) -> None:
+        self.span = None  # never finished: not stored (spans are stored when they end)
 
 
 async def turn_anchor(

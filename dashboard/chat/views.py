@@ -21,9 +21,16 @@ from conversations.models import MAIN_BRANCH, AgentSession
 from conversations.permissions import chatter_required
 from dashboard.agents import backend_label, get_agent
 from dashboard.links import chat_url, session_url
-from dashboard.review.selectors import TurnPage, branch_tree_get, turn_page_get
+from dashboard.review.selectors import (
+    BranchTree,
+    TurnPage,
+    branch_tree_get,
+    session_traces_get,
+    turn_page_get,
+)
 from dashboard.review.selectors.errors import BranchNotFound, SessionNotFound
 
+from .finished import trace_url
 from .protocol import MAX_MESSAGE_BYTES
 
 __all__ = ["chat_new", "session_chat"]
@@ -32,8 +39,11 @@ __all__ = ["chat_new", "session_chat"]
 CHAT_HISTORY_TURNS = 20
 
 
-def _history(session_id: str, branch_id: str, turn: int | None) -> tuple[TurnPage | None, bool]:
-    """(the branch's turns as the review page's ``TurnPage`` or ``None``, the session exists).
+def _history(
+    session_id: str, branch_id: str, turn: int | None
+) -> tuple[TurnPage | None, BranchTree | None, bool]:
+    """(the branch's turns as the review page's ``TurnPage`` or ``None``, the session's branch
+    tree or ``None``, the session exists).
 
     The latest turns, or the window around ``turn`` when one is asked for ("Fork from here").
     """
@@ -41,14 +51,14 @@ def _history(session_id: str, branch_id: str, turn: int | None) -> tuple[TurnPag
         tree = branch_tree_get(session_id=session_id)
     except SessionNotFound:
         # No messages yet: a new conversation, or a session row whose turns were all removed.
-        return None, AgentSession.objects.filter(session_id=session_id).exists()
+        return None, None, AgentSession.objects.filter(session_id=session_id).exists()
     if branch_id not in tree:
-        return None, True  # a new branch of an existing session starts empty
+        return None, tree, True  # a new branch of an existing session starts empty
     try:
         page = turn_page_get(tree=tree, branch_id=branch_id, turn=turn, size=CHAT_HISTORY_TURNS)
     except BranchNotFound:
-        return None, True
-    return page, True
+        return None, tree, True
+    return page, tree, True
 
 
 @require_GET
@@ -58,13 +68,21 @@ def session_chat(request: HttpRequest, session_id: str) -> HttpResponse:
     branch_id = request.GET.get("branch") or MAIN_BRANCH
     fork = request.GET.get("fork", "")
     fork_turn = int(fork) if fork.isdecimal() and 0 < len(fork) < 10 else None
-    page, exists = _history(session_id, branch_id, fork_turn)
+    page, tree, exists = _history(session_id, branch_id, fork_turn)
     if page is None or fork_turn not in range(page.first, page.last + 1):
         fork_turn = None  # not a turn of this branch: a plain chat page
+    turn_rows = None
+    if page is not None and tree is not None:
+        # Each turn with its trace line (model, latency, cost, waterfall), as on the session
+        # page and in the chat's own turn_complete (dashboard.chat.finished).
+        traces = session_traces_get(tree=tree)
+        turn_rows = [(turn, traces.turn(branch_id, turn.number)) for turn in page.turns]
     context = {
         "session_id": session_id,
         "branch_id": branch_id,
         "page": page,
+        "turn_rows": turn_rows,
+        "trace_url": trace_url(session_id),
         "fork_turn": fork_turn,
         "session_exists": exists,
         "review_url": session_url(session_id, branch_id) if page else None,

@@ -41,7 +41,8 @@ from agents.items import (
     TResponseStreamEvent,
 )
 from agents.models.interface import Model, ModelTracing
-from agents.usage import Usage
+from agents.tracing import response_span
+from agents.usage import Usage, model_usage_to_span_usage
 from openai.types.responses import (
     Response,
     ResponseCompletedEvent,
@@ -273,9 +274,12 @@ class OfflineModel(Model):
         prompt: Any = None,
     ) -> ModelResponse:
         items = self._items(input)
-        output, usage = self._plan(system_instructions, items, tools)
+        with response_span(disabled=tracing.is_disabled()) as span:
+            output, usage = self._plan(system_instructions, items, tools)
+            response_id = self._response_id(items)
+            self._trace(span, tracing, self._response(response_id, output, usage), usage)
         produced: list[TResponseOutputItem] = [*output]
-        return ModelResponse(output=produced, usage=usage, response_id=self._response_id(items))
+        return ModelResponse(output=produced, usage=usage, response_id=response_id)
 
     async def stream_response(
         self,
@@ -292,8 +296,18 @@ class OfflineModel(Model):
         prompt: Any = None,
     ) -> AsyncIterator[TResponseStreamEvent]:
         items = self._items(input)
-        output, usage = self._plan(system_instructions, items, tools)
-        response_id = self._response_id(items)
+        with response_span(disabled=tracing.is_disabled()) as span:
+            output, usage = self._plan(system_instructions, items, tools)
+            response_id = self._response_id(items)
+            async for event in self._stream(response_id, output, usage):
+                if isinstance(event, ResponseCompletedEvent):
+                    # Record before the terminal event: a consumer may stop right after it.
+                    self._trace(span, tracing, event.response, usage)
+                yield event
+
+    async def _stream(
+        self, response_id: str, output: Sequence[_Output], usage: Usage
+    ) -> AsyncIterator[TResponseStreamEvent]:
         seq = _Counter()
         pending = self._response(response_id, [], None, status="in_progress")
         yield ResponseCreatedEvent(type="response.created", response=pending, sequence_number=seq())
@@ -312,6 +326,16 @@ class OfflineModel(Model):
             response=self._response(response_id, output, usage),
             sequence_number=seq(),
         )
+
+    @staticmethod
+    def _trace(span: Any, tracing: ModelTracing, response: Response, usage: Usage) -> None:
+        """Fill the response span as ``OpenAIResponsesModel`` does: usage always, and the
+        ``Response`` (its model name, so a trace says which model answered). Without the run's
+        sensitive data only the model name and usage go on it, never the output."""
+        span.span_data.usage = model_usage_to_span_usage(usage)
+        if not tracing.include_data():
+            response = response.model_copy(update={"output": []})
+        span.span_data.response = response
 
     # ---- Streaming helpers -------------------------------------------------------------------
 

@@ -18,29 +18,38 @@ account that may browse, prefer, chat and annotate.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import math
+import random
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from agents import Agent, Runner, Tool, TResponseInputItem, function_tool, set_tracing_disabled
+from agents import Agent, RunConfig, Runner, Tool, TResponseInputItem, function_tool
 from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import transaction
 from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
 
 from conversations import reviews
 from conversations.models import (
     AgentSession,
+    AgentSpan,
+    AgentTrace,
     Annotation,
+    MessageStructure,
     ReviewStatus,
     ScoreDefinition,
     ScoreKind,
     SessionReview,
+    SpanKind,
+    TurnUsage,
 )
 from conversations.permissions import (
     ANNOTATE_CODENAME,
@@ -50,6 +59,7 @@ from conversations.permissions import (
     VIEW_CODENAME,
 )
 from conversations.session import DjangoSession
+from dashboard.review.selectors.usage import token_detail
 
 from .model import token_usage
 from .tools import evaluate, get_weather
@@ -65,6 +75,7 @@ __all__ = [
     "demo_reviewer",
     "seed_reviews",
     "seed_sessions",
+    "seed_traces",
 ]
 
 DEMO_USERNAME = "demo"
@@ -192,7 +203,11 @@ async def _run_turns(session: DjangoSession, turns: Sequence[Turn]) -> None:
         history = sum(len(json.dumps(i)) for i in await session.get_items(limit=20))
         model = ScriptedModel(_steps(turn, history))
         agent = Agent(name="Forkview demo assistant", model=model, tools=TOOLS)
-        result = await Runner.run(agent, turn.user, session=session)
+        # Scripted runs trace nothing (per run, not the SDK's global switch): seed_traces
+        # writes the demo's traces.
+        result = await Runner.run(
+            agent, turn.user, session=session, run_config=RunConfig(tracing_disabled=True)
+        )
         if turn.hosted:
             # Hosted tools run on OpenAI's side; their items arrive in the response as is.
             await session.add_items(_as_items(turn.hosted))
@@ -578,8 +593,9 @@ async def _seed_missing() -> list[str]:
 
 def seed_sessions() -> list[str]:
     """Write every demo session that does not exist yet; return the ids written."""
-    set_tracing_disabled(True)  # scripted runs: nothing to trace
-    return asyncio.run(_seed_missing())
+    created = asyncio.run(_seed_missing())
+    seed_traces()
+    return created
 
 
 # ---- The review workflow's demo data ----------------------------------------------------------
@@ -820,3 +836,254 @@ def demo_reviewer() -> tuple[str, str | None]:
     user = user_model.objects.create_user(username=DEMO_USERNAME, password=password)
     user.user_permissions.add(*permissions)
     return DEMO_USERNAME, password
+
+
+# ---- Traces (issue 16): latency, waterfalls and cost for the demo ----------------------------
+
+#: (session, branch) -> the model its turns ran on (else the session's ``main`` entry). The
+#: regenerated branches run cheaper (or reasoning) models, so the compare view shows the cost.
+TRACE_MODELS: dict[tuple[str, str], str] = {
+    ("demo/trip-planning", "main"): "gpt-4.1",
+    ("demo/trip-planning", "tokyo-instead"): "gpt-4o-mini",
+    ("demo/trip-planning", "tokyo/nikko-day-trip"): "o3-mini",
+    ("demo/trip-planning", "bigger budget"): "gpt-4.1-mini",
+    ("demo/support order A-10442", "main"): "gpt-4o",
+    ("demo/support order A-10442", "exchange"): "gpt-4o-mini",
+    ("demo/research-rag", "main"): "gpt-4.1",
+    ("demo/research-rag", "code-chunks"): "o3-mini",
+    ("demo/research-rag", "what-if-600"): "gpt-4.1-mini",
+    ("demo/weather-café ☕", "main"): "gpt-4o-mini",
+    ("demo/math-homework", "main"): "gpt-4.1",
+    ("demo/math-homework", "twenty-years"): "o3-mini",
+    (LONG_SESSION_ID, "main"): "gpt-4o-mini",
+    (LONG_SESSION_ID, "retry-from-300"): "gpt-4.1",
+}
+
+#: Turns recorded without a trace (as if imported from an SDK file): the page says so.
+UNTRACED: frozenset[tuple[str, str, int]] = frozenset(
+    {("demo/math-homework", "main", 2), ("demo/math-homework", "main", 3)}
+)
+
+#: (session, branch, turn): its first tool call fails (the model then retries it).
+FAILING_TOOL = ("demo/support order A-10442", "main", 3)
+#: (session, branch, turn): the triage agent hands off to a specialist before answering.
+HANDOFF = ("demo/support order A-10442", "main", 1)
+
+_SPAN_ID = "span_{:024x}"
+
+
+def _trace_id(*parts: object) -> str:
+    return "trace_" + hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+@dataclass
+class _TraceBuilder:
+    """The spans of one demo turn, laid end to end from ``start`` (seeded random timings)."""
+
+    trace_id: str
+    model: str
+    start: datetime
+    rng: random.Random
+    spans: list[AgentSpan] = field(default_factory=list)
+    clock: float = 0.0  # ms since the trace's start
+
+    def _id(self) -> str:
+        return _SPAN_ID.format(self.rng.getrandbits(96))
+
+    def add(
+        self,
+        kind: str,
+        name: str,
+        duration: float,
+        *,
+        parent: str | None,
+        start: float | None = None,
+        **fields: Any,
+    ) -> AgentSpan:
+        begin = self.clock if start is None else start
+        span = AgentSpan(
+            span_id=self._id(),
+            trace_id=self.trace_id,
+            parent_id=parent,
+            kind=kind,
+            name=name,
+            started_at=self.start + timedelta(milliseconds=begin),
+            ended_at=self.start + timedelta(milliseconds=begin + duration),
+            duration_ms=round(duration, 3),
+            **fields,
+        )
+        self.spans.append(span)
+        return span
+
+    def model_call(self, parent: str, tokens: tuple[int, int, int, int]) -> None:
+        slow = 2.0 if self.model.startswith("o") else 1.0  # reasoning models think longer
+        duration = min(3000.0, self.rng.uniform(400, 1500) * slow + tokens[1] * 2)
+        inp, out, cached, reasoning = tokens
+        usage = {
+            "input_tokens": inp,
+            "output_tokens": out,
+            "input_tokens_details": {"cached_tokens": cached},
+            "output_tokens_details": {"reasoning_tokens": reasoning},
+        }
+        self.add(
+            SpanKind.RESPONSE,
+            self.model,
+            duration,
+            parent=parent,
+            model=self.model,
+            input_tokens=inp,
+            output_tokens=out,
+            cached_input_tokens=cached,
+            reasoning_tokens=reasoning,
+            data={"type": "response", "usage": usage, "withheld": True},
+        )
+        self.clock += duration + self.rng.uniform(2, 12)
+
+    def tool_call(self, parent: str, name: str, error: str | None = None) -> None:
+        duration = self.rng.uniform(50, 800)
+        self.add(
+            SpanKind.FUNCTION,
+            name,
+            duration,
+            parent=parent,
+            error={"message": "Error running tool", "data": {"tool_name": name, "error": error}}
+            if error
+            else None,
+            data={"type": "function", "name": name, "withheld": True},
+        )
+        self.clock += duration + self.rng.uniform(1, 6)
+
+
+def _split(total: int, parts: int) -> list[int]:
+    """``total`` in ``parts`` growing shares (each call re-reads the conversation so far)."""
+    weights = list(range(1, parts + 1))
+    shares = [total * w // sum(weights) for w in weights]
+    shares[-1] += total - sum(shares)
+    return shares
+
+
+def _turn_trace(
+    sid: str, branch: str, turn: int, tools: list[str], start: datetime, tokens: tuple[int, ...]
+) -> tuple[AgentTrace, list[AgentSpan]]:
+    model = TRACE_MODELS.get((sid, branch), TRACE_MODELS.get((sid, "main"), "gpt-4o-mini"))
+    trace_id = _trace_id(sid, branch, turn)
+    rng = random.Random(trace_id)
+    b = _TraceBuilder(trace_id=trace_id, model=model, start=start, rng=rng)
+    agent_name = "triage" if (sid, branch, turn) == HANDOFF else "assistant"
+    root = b.add(SpanKind.AGENT, agent_name, 0, parent=None, data={"type": "agent"})
+    b.clock = rng.uniform(1, 5)
+    failing = (sid, branch, turn) == FAILING_TOOL and bool(tools)
+    rounds = [[name] for name in tools] + [[]]  # a model call per tool call, then the answer
+    if failing:
+        rounds.insert(0, [f"!{tools[0]}"])
+    inp, out, cached, reasoning = (list(tokens) + [0, 0, 0, 0])[:4]
+    calls = len(rounds) + ((sid, branch, turn) == HANDOFF)
+    inputs, outputs = _split(max(inp, 50 * calls), calls), _split(max(out, 20 * calls), calls)
+    caches, reasons = _split(cached, calls), _split(reasoning, calls)
+    parent = root.span_id
+    index = 0
+    if (sid, branch, turn) == HANDOFF:
+        b.model_call(parent, (inputs[0], outputs[0], caches[0], reasons[0]))
+        index = 1
+        b.add(SpanKind.HANDOFF, "triage → orders", 0.4, parent=parent, data={"type": "handoff"})
+        b.clock += 1
+        specialist = b.add(SpanKind.AGENT, "orders", 0, parent=None, data={"type": "agent"})
+        parent = specialist.span_id
+        specialist_start = b.clock
+    for names in rounds:
+        b.model_call(parent, (inputs[index], outputs[index], caches[index], reasons[index]))
+        index += 1
+        for name in names:
+            if name.startswith("!"):
+                b.tool_call(parent, name[1:], error="TimeoutError: no answer within 800 ms")
+            else:
+                b.tool_call(parent, name)
+    end = b.clock
+    root.ended_at = start + timedelta(milliseconds=end)
+    root.duration_ms = round(end, 3)
+    if (sid, branch, turn) == HANDOFF:
+        specialist.started_at = start + timedelta(milliseconds=specialist_start)
+        specialist.ended_at = root.ended_at
+        specialist.duration_ms = round(end - specialist_start, 3)
+    trace = AgentTrace(
+        trace_id=trace_id,
+        workflow_name="Forkview demo",
+        group_id=sid,
+        session_id=sid,
+        branch_id=branch,
+        turn=turn,
+        metadata={"forkview_session": sid, "forkview_branch": branch, "forkview_turn": str(turn)},
+        started_at=start,
+        ended_at=start + timedelta(milliseconds=end + rng.uniform(1, 4)),
+    )
+    return trace, b.spans
+
+
+def _session_traces(sid: str) -> tuple[list[AgentTrace], list[AgentSpan]]:
+    from dashboard.review.selectors.tree import branch_tree_get
+
+    tree = branch_tree_get(session_id=sid)
+    usage = {
+        (branch, turn): (
+            inp or 0,
+            out or 0,
+            token_detail(ind, "cached_tokens"),
+            token_detail(outd, "reasoning_tokens"),
+        )
+        for branch, turn, inp, out, ind, outd in TurnUsage.objects.for_session(sid).values_list(
+            "branch_id",
+            "user_turn_number",
+            "input_tokens",
+            "output_tokens",
+            "input_tokens_details",
+            "output_tokens_details",
+        )
+    }
+    turns: dict[tuple[str, int], tuple[datetime, list[str]]] = {}
+    rows = (
+        MessageStructure.objects.for_session(sid)
+        .order_by("sequence_number")
+        .values_list("branch_id", "user_turn_number", "message_type", "tool_name", "created_at")
+    )
+    base = datetime.now(tz=UTC) - timedelta(days=6)
+    for branch, turn, message_type, tool_name, created in rows:
+        if turn is None or branch not in tree or turn < tree.nodes[branch].fork_turn:
+            continue  # a turn copied from the parent branch: its trace is the parent's
+        if (sid, branch, turn) in UNTRACED:
+            continue
+        when, tools = turns.setdefault((branch, turn), (created or base, []))
+        if message_type == "function_call" and tool_name:
+            tools.append(tool_name)
+    traces: list[AgentTrace] = []
+    spans: list[AgentSpan] = []
+    for (branch, turn), (when, tools) in turns.items():
+        tokens = usage.get((branch, turn), (400 + 40 * turn, 80, 0, 0))
+        trace, turn_spans = _turn_trace(sid, branch, turn, tools, when, tokens)
+        traces.append(trace)
+        spans.extend(turn_spans)
+    return traces, spans
+
+
+def seed_traces() -> list[str]:
+    """Write traces for each demo session that exists and has none yet (as if the SDK had
+    traced its runs: models, timings, a failing tool call, a handoff); return the ids written.
+
+    Written with ``bulk_create`` straight into ``forkview_traces``/``forkview_spans`` (the
+    seed is not a live run; ``ignore_conflicts``: a second run changes nothing).
+    """
+    present = set(AgentSession.objects.filter(pk__in=list(SEEDS)).values_list("pk", flat=True))
+    traced = set(
+        AgentTrace.objects.filter(session_id__in=present)
+        .values_list("session_id", flat=True)
+        .distinct()
+    )
+    done = []
+    for sid in SEEDS:
+        if sid not in present or sid in traced:
+            continue
+        traces, spans = _session_traces(sid)
+        with transaction.atomic():
+            AgentTrace.objects.bulk_create(traces, batch_size=500, ignore_conflicts=True)
+            AgentSpan.objects.bulk_create(spans, batch_size=500, ignore_conflicts=True)
+        done.append(sid)
+    return done

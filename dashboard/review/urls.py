@@ -35,6 +35,7 @@ urlpatterns = [
         name="annotation_delete",
     ),
     path("sessions/<sid:session_id>/usage.json", views.session_usage, name="session_usage"),
+    path("sessions/<sid:session_id>/trace.json", views.session_trace, name="session_trace"),
     path("sessions/<sid:session_id>/compare/", views.session_compare, name="session_compare"),
     path("sessions/<sid:session_id>/turns/", views.session_turns, name="session_turns"),
     path("sessions/<sid:session_id>/prefer/", views.session_prefer, name="session_prefer"),

@@ -23,6 +23,7 @@ from django.http import (
     JsonResponse,
 )
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations import services
@@ -128,8 +129,13 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
     )
     branch_id = detail.branch.branch_id
     other = detail.branch.parent_id or next((b for b in detail.tree.order if b != branch_id), None)
+    # Traces: per-turn figures and each branch's cost (2 queries).
+    traces = selectors.session_traces_get(tree=detail.tree)
     context = {
         "detail": detail,
+        "turn_rows": _turn_rows(traces, detail.page),
+        "branch_costs": traces.branch_costs(),
+        "trace_url": reverse("session_trace", kwargs={"session_id": session_id}),
         "chat_url": _chat_url_for(request, session_id, branch_id),
         "compare_url": compare_url(session_id, other, branch_id) if other else None,
         "can_prefer": request.user.has_perm(PREFER),
@@ -177,7 +183,13 @@ def session_turns(request: HttpRequest, session_id: str) -> HttpResponse:
         start=_int(request.GET.get("start"), 1) or 1,
         end=_int(request.GET.get("end"), 1) or 1,
     )
-    context = {"page": page, "fork_base": _chat_url_for(request, session_id, branch_id)}
+    traces = selectors.session_traces_get(tree=selectors.branch_tree_get(session_id=session_id))
+    context = {
+        "page": page,
+        "turn_rows": _turn_rows(traces, page),
+        "trace_url": reverse("session_trace", kwargs={"session_id": session_id}),
+        "fork_base": _chat_url_for(request, session_id, branch_id),
+    }
     return render(request, "dashboard/partials/_turn_list.html", context)
 
 
@@ -195,6 +207,29 @@ def session_usage(request: HttpRequest, session_id: str) -> JsonResponse:
 @require_GET
 @reviewer_required
 @_not_found_as_404
+def session_trace(request: HttpRequest, session_id: str) -> HttpResponse:
+    """The spans of one turn's trace(s), for its waterfall (``?branch=<id>&turn=<n>``)."""
+    turn = _int(request.GET.get("turn"))
+    if turn is None or turn < 1:
+        return HttpResponseBadRequest("Which turn? Send turn=<n> (a number from 1).")
+    spans = selectors.turn_spans_get(
+        tree=selectors.branch_tree_get(session_id=session_id),
+        branch_id=request.GET.get("branch") or MAIN_BRANCH,
+        turn=turn,
+    )
+    return JsonResponse(display_value(spans.as_json()), json_dumps_params={"ensure_ascii": False})
+
+
+def _turn_rows(
+    traces: selectors.SessionTraces, page: selectors.TurnPage
+) -> list[tuple[selectors.Turn, selectors.TurnTrace]]:
+    """Each turn of the page with its trace figures (read from the branch that wrote it)."""
+    return [(turn, traces.turn(page.branch_id, turn.number)) for turn in page.turns]
+
+
+@require_GET
+@reviewer_required
+@_not_found_as_404
 def session_compare(request: HttpRequest, session_id: str) -> HttpResponse:
     """Two branches side by side from their fork point (``b`` defaults to another branch)."""
     a = request.GET.get("a") or MAIN_BRANCH
@@ -204,5 +239,9 @@ def session_compare(request: HttpRequest, session_id: str) -> HttpResponse:
         b = next((x for x in tree.order if x != a), a)
     compare = selectors.branch_compare_get(session_id=session_id, a=a, b=b)
     scores = selectors.compare_scores_get(compare=compare, user=request.user)
-    context = {"compare": compare, "scores": scores}
+    tree = compare.tree or selectors.branch_tree_get(session_id=session_id)
+    costs = selectors.compare_costs_get(
+        compare=compare, traces=selectors.session_traces_get(tree=tree)
+    )
+    context = {"compare": compare, "scores": scores, "costs": costs}
     return render(request, "dashboard/session_compare.html", context)

@@ -13,9 +13,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from agents import set_tracing_disabled
 from asgiref.sync import SyncToAsync
 from channels.testing import ChannelsLiveServerTestCase
 from django.contrib.auth.models import Permission
+from django.test import override_settings
 
 from dashboard.templatetags.forkview import tokens
 from tests.support.auth import browser_login
@@ -39,6 +41,9 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
     def setUpClass(cls):
         # Gotcha 4: a forked daphne must not inherit asgiref's executor without its thread.
         SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+        # Chat turns are traced (issue 16) as in a server process; ``seed_sessions`` (run by
+        # earlier tests of this process) disables tracing process-wide, and daphne forks from it.
+        set_tracing_disabled(False)
         super().setUpClass()
         SHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -116,8 +121,9 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         turn = page.locator("article.turn-live[data-turn='3']")
         assert turn.locator(".bubble-user .text").inner_text() == "calculate 2+2*3"
         assert turn.locator(".tool-call .tool-name").inner_text().strip() == "calculate"
-        assert turn.locator(".tool-output").inner_text() == "8"
-        assert turn.locator(".bubble-assistant .text").inner_text() == "2+2*3 = 8."
+        assert turn.locator(".tool-output").text_content() == "8"  # in a closed <details>
+        # The stored turn, rendered (markdown) as after a reload, replaced the streamed text.
+        assert turn.locator(".bubble-assistant .text.markdown").inner_text().strip() == "2+2*3 = 8."
         deltas = [f for f in frames if f["type"] == "delta"]
         # Streamed: several frames (quick tokens share one), adding up to the answer.
         assert len(deltas) >= 2 and "".join(d["text"] for d in deltas) == "2+2*3 = 8."
@@ -132,7 +138,8 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         badge = " ".join(turn.locator(".token-badge").inner_text().split())
         assert badge == f"↑ {up} ↓ {down}"
         status = page.inner_text("#chat-status")
-        assert f"Turn 3 stored on main · {total} tokens (↑ {up} ↓ {down})" in status
+        assert status.startswith("Turn 3 stored on main · ")
+        assert f" · free · {total} tokens (↑ {up} ↓ {down})" in status  # latency, cost, tokens
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / "chat_stream.png"), full_page=True)
 
@@ -152,7 +159,7 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
                 "els => els.map(e => e.dataset.turn)"
             )
         ] == [1, 2]
-        assert page.locator("article.turn-live .tool-output").inner_text() == "150"
+        assert page.locator("article.turn-live .tool-output").text_content() == "150"
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / "chat_fork.png"), full_page=True)
 
@@ -236,3 +243,117 @@ class ChatBrowserTests(ChannelsLiveServerTestCase):
         assert review.locator("article.turn[data-turn]").count() == 3
         chat.close()
         assert not self.errors, self.errors
+
+
+@pytest.mark.browser
+@override_settings(FORKVIEW_OFFLINE_TOKEN_DELAY_MS=60)  # a turn streams for ~4 s: time to stop it
+class ChatStopBrowserTests(ChatBrowserTests):
+    """Stop and Esc cancel a running turn; a finished turn is the stored turn, rendered."""
+
+    # The parent's tests run in the parent class only.
+    test_stream_a_reply_then_edit_a_turn_into_a_new_branch = None  # type: ignore[assignment]
+    test_fork_from_here_on_the_review_page_opens_a_new_branch_in_the_switcher = None  # type: ignore[assignment]
+    test_regenerate_and_live_updates_on_the_review_page = None  # type: ignore[assignment]
+
+    def stored_turns(self, session_id: str) -> list[int]:
+        """The branch turn numbers stored (run in a throwaway thread: close its connection)."""
+        from django.db import connections
+
+        from conversations.models import MessageStructure
+
+        try:
+            return list(
+                MessageStructure.objects.filter(session_id=session_id, message_type="user")
+                .order_by("branch_turn_number")
+                .values_list("branch_turn_number", flat=True)
+            )
+        finally:
+            connections.close_all()
+
+    def stop_mid_stream(self, how: str) -> None:
+        page = self.page
+        page.locator("article.turn-live .bubble-assistant.streaming").wait_for()
+        stop = page.locator("#chat-stop")
+        assert stop.is_visible()
+        if how == "button":
+            stop.click()
+        else:
+            page.keyboard.press("Escape")
+        page.locator("#cancel-notice").wait_for()
+        assert not stop.is_visible()
+        assert page.locator("article.turn-live").count() == 0  # nothing stored, nothing shown
+
+    def test_stop_button_and_escape_cancel_a_running_turn(self):
+        page = self.page
+        self.login()
+        self.seed("stop/demo")
+        frames = self.frames()
+        page.goto(self.chat_url("stop/demo"))
+        self.wait_ready()
+        assert not page.locator("#chat-stop").is_visible()  # only while a turn runs
+
+        self.send("tell me a story")
+        page.locator("article.turn-live .bubble-assistant.streaming").wait_for()
+        page.screenshot(path=str(SHOTS / "chat_running_stop.png"), full_page=True)
+        self.stop_mid_stream("button")
+        assert "Nothing of that turn was stored" in page.inner_text("#chat-status")
+        assert page.input_value("#chat-input") == "tell me a story"  # ready to resend
+        page.screenshot(path=str(SHOTS / "chat_cancelled.png"), full_page=True)
+        assert [f["type"] for f in frames].count("cancelled") == 1
+        assert "turn_complete" not in [f["type"] for f in frames]
+        assert _in_thread(self.stored_turns, "stop/demo") == [1, 2]
+
+        # Esc does the same.
+        self.send("and another")
+        self.stop_mid_stream("escape")
+        assert [f["type"] for f in frames].count("cancelled") == 2
+        assert _in_thread(self.stored_turns, "stop/demo") == [1, 2]
+
+        # The socket goes on: the next turn is turn 3.
+        page.fill("#chat-input", "")
+        self.send("calculate 2+2*3")
+        self.wait_turn_complete(3)
+        assert _in_thread(self.stored_turns, "stop/demo") == [1, 2, 3]
+        assert not self.errors, self.errors
+
+    def test_a_finished_turn_is_shown_as_the_stored_turn_rendered(self):
+        page = self.page
+        self.login()
+        page.goto(self.chat_url("render/demo"))
+        self.wait_ready()
+        self.send("what can you do")
+        self.wait_turn_complete(1)
+        turn = page.locator("article.turn-rendered[data-turn='1']")
+        # The server's rendering: markdown (a paragraph, not the streamed bare text), the
+        # trace line with latency, first token and cost, the token badge.
+        assert turn.locator(".bubble-assistant .text.markdown p").count() >= 1
+        line = " ".join(turn.locator(".trace-line").inner_text().split())
+        assert "forkview-offline-demo" in line and "first token" in line and "free" in line
+        assert turn.locator(".trace-latency").inner_text().strip()
+        live_html = turn.evaluate("e => e.outerHTML")
+        status = page.inner_text("#chat-status")
+        assert status.startswith("Turn 1 stored on main · ") and " · free · " in status
+        page.screenshot(path=str(SHOTS / "chat_rendered_turn.png"), full_page=True)
+
+        # After a reload: the same turn, the same way.
+        page.reload()
+        self.wait_ready()
+        reloaded = page.locator("article.turn[data-turn='1']")
+        assert " ".join(reloaded.locator(".trace-line").inner_text().split()) == line
+        assert reloaded.locator(".bubble-assistant .text.markdown").inner_html() == turn_html(
+            live_html
+        )
+        # The waterfall opens on the chat page too.
+        reloaded.locator(".trace-line").click()
+        reloaded.locator(".waterfall .wf-row").first.wait_for()
+        page.screenshot(path=str(SHOTS / "chat_rendered_reloaded.png"), full_page=True)
+        assert not self.errors, self.errors
+
+
+def turn_html(article_html: str) -> str:
+    """The assistant markdown's inner HTML of an article's HTML."""
+    import re
+
+    match = re.search(r'<div class="text markdown">(.*?)</div>', article_html, re.S)
+    assert match
+    return match.group(1)

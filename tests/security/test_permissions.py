@@ -82,11 +82,15 @@ GET_MATRIX: dict[str, tuple[str, ...]] = {
     # The review pages: view permission.
     "": _REVIEW,
     "sessions/<sid:session_id>/usage.json": _REVIEW,
+    # A turn's spans (the waterfall): view permission; asked without ?turn= it is a 400.
+    "sessions/<sid:session_id>/trace.json": ("login", "403", "400", "403", "400", "400"),
     "sessions/<sid:session_id>/compare/": _REVIEW,
     "sessions/<sid:session_id>/turns/": _REVIEW,
     "sessions/<sid:session_id>/prefer/": ("405",) * 6,  # POST only: see POST_MATRIX
     "sessions/<sid:session_id>/": _REVIEW,
     "datasets/": _REVIEW,  # the listed sessions as a dataset (dashboard/review/datasets.py)
+    "insights/": _REVIEW,  # latency and cost over time (dashboard/insights/)
+    "insights.json": _REVIEW,
     # The review workflow (dashboard/review/annotate.py): reading needs view; the writes are
     # POST only (see POST_MATRIX), annotating needs view + annotate (only staff holds it here).
     "sessions/<sid:session_id>/annotations/": _REVIEW,
@@ -111,6 +115,7 @@ GET_MATRIX: dict[str, tuple[str, ...]] = {
     "api/v1/sessions/<session_id>/": _API,
     "api/v1/sessions/<session_id>/annotations/": _API,
     "api/v1/sessions/<session_id>/branches/<branch_id>/turns/": _API,
+    "api/v1/sessions/<session_id>/branches/<branch_id>/turns/<n>/trace/": _API,
     "api/v1/sessions/<session_id>/review/": _API,
     "api/v1/sessions/<session_id>/usage/": _API,
     "api/v1/annotations/<annotation_id>/": ("405",) * 6,  # PATCH / DELETE only
@@ -311,6 +316,7 @@ def _url(route: str, world) -> str:
     path = "/" + route.replace("<sid:session_id>", session).replace("<path:session_id>", session)
     path = path.replace("<str:fmt>", "json").replace("<session_id>", session)
     path = path.replace("<branch_id>", "side")
+    path = path.replace("<n>", "1")
     path = path.replace("<int:annotation_id>", str(world["ids"]["annotation"]))
     path = path.replace("<annotation_id>", str(world["ids"]["annotation"]))
     if route == "api/v1/^":

@@ -7,7 +7,8 @@ sessions and branches raise :class:`SessionNotFound` / :class:`BranchNotFound` (
 Modules: ``sessions`` (the session table, its filters, tool names), ``tree`` (the branch
 tree), ``turns`` (turns, the page of turns, the session page), ``usage`` (the charts' series
 and their JSON twin), ``search`` (THE message search), ``compare`` (two branches side by
-side), ``annotations`` (the review workflow: annotations by target, score figures, review
+side), ``traces`` (per-turn traces, branch costs, the waterfall's JSON twin),
+``annotations`` (the review workflow: annotations by target, score figures, review
 status), ``errors``.
 """
 
@@ -28,9 +29,11 @@ from .annotations import (
 from .compare import (
     COMPARE_LIMIT,
     BranchCompare,
+    CompareCosts,
     CompareRow,
     CompareScores,
     branch_compare_get,
+    compare_costs_get,
     compare_scores_get,
 )
 from .errors import BranchNotFound, ReviewError, SessionNotFound
@@ -45,6 +48,15 @@ from .sessions import (
     session_ids,
     session_list,
     tool_names,
+)
+from .traces import (
+    MAX_SPANS,
+    BranchCost,
+    SessionTraces,
+    TurnSpans,
+    TurnTrace,
+    session_traces_get,
+    turn_spans_get,
 )
 from .tree import BranchNode, BranchTree, branch_tree_get
 from .turns import (
@@ -68,16 +80,19 @@ __all__ = [
     "CANDIDATE_SCAN",
     "COMPARE_LIMIT",
     "DEFAULT_SORT",
+    "MAX_SPANS",
     "MAX_TEXT",
     "SEARCH_LIMIT",
     "SESSIONS_PER_PAGE",
     "SORTS",
     "TURN_PAGE_SIZE",
     "BranchCompare",
+    "BranchCost",
     "BranchNode",
     "BranchNotFound",
     "BranchScores",
     "BranchTree",
+    "CompareCosts",
     "CompareRow",
     "CompareScores",
     "CumulativeLine",
@@ -94,17 +109,21 @@ __all__ = [
     "SessionListPage",
     "SessionNotFound",
     "SessionRow",
+    "SessionTraces",
     "Switcher",
     "ToolCall",
     "Turn",
     "TargetNotes",
     "TurnItem",
     "TurnPage",
+    "TurnSpans",
+    "TurnTrace",
     "TurnUsageView",
     "UsagePoint",
     "UsageSeries",
     "branch_compare_get",
     "branch_tree_get",
+    "compare_costs_get",
     "compare_scores_get",
     "definitions_get",
     "search_hits",
@@ -113,9 +132,11 @@ __all__ = [
     "session_detail_get",
     "session_ids",
     "session_list",
+    "session_traces_get",
     "tool_names",
     "turn_fragment_get",
     "turn_page_get",
+    "turn_spans_get",
     "turns_get",
     "usage_series_get",
 ]

@@ -12,8 +12,11 @@ from __future__ import annotations
 import difflib
 import html
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+
+from conversations.costs import CostTotal, add_totals, describe, format_usd
 
 from .annotations import (
     ScoreComparison,
@@ -21,7 +24,8 @@ from .annotations import (
     score_comparison,
     session_annotations_get,
 )
-from .tree import BranchNode, branch_tree_get
+from .traces import SessionTraces, TurnTrace, duration_text
+from .tree import BranchNode, BranchTree, branch_tree_get
 from .turns import Turn, turns_get
 
 __all__ = [
@@ -30,9 +34,11 @@ __all__ = [
     "PAGE_DIFF_CELLS",
     "WORD_DIFF_CELLS",
     "BranchCompare",
+    "CompareCosts",
     "CompareRow",
     "CompareScores",
     "branch_compare_get",
+    "compare_costs_get",
     "compare_scores_get",
 ]
 
@@ -86,6 +92,7 @@ class BranchCompare:
     tokens_b: int
     truncated: bool
     branches: tuple[str, ...]
+    tree: BranchTree | None = field(default=None, repr=False, compare=False)  # for the traces
 
     @property
     def coarse_rows(self) -> tuple[int, ...]:
@@ -216,6 +223,7 @@ def branch_compare_get(
         tokens_b=tokens_b,
         truncated=end < last,
         branches=tree.order,
+        tree=tree,
     )
 
 
@@ -250,4 +258,80 @@ def compare_scores_get(*, compare: BranchCompare, user: Any = None) -> CompareSc
     ann = session_annotations_get(session_id=compare.session_id, user=user, branches={a, b})
     return CompareScores(
         ann=ann, comparisons=score_comparison(ann, a, b, from_turn=compare.fork_turn)
+    )
+
+
+# ---- Cost and latency of the compared turns (issue 16) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class CompareCosts:
+    """Cost and wall time of each side over the compared turns, and each row's traces."""
+
+    rows: tuple[tuple[CompareRow, TurnTrace | None, TurnTrace | None], ...]
+    cost_a: CostTotal
+    cost_b: CostTotal
+    latency_a: float  # ms, summed over the traced turns
+    latency_b: float
+
+    @property
+    def text_a(self) -> str:
+        return describe(self.cost_a)
+
+    @property
+    def text_b(self) -> str:
+        return describe(self.cost_b)
+
+    @property
+    def latency_a_text(self) -> str:
+        return duration_text(self.latency_a)
+
+    @property
+    def latency_b_text(self) -> str:
+        return duration_text(self.latency_b)
+
+    @property
+    def delta_usd(self) -> Decimal | None:
+        """Right − left, when both sides have a price for every traced call."""
+        if not (self.cost_a.priced and self.cost_b.priced):
+            return None
+        if self.cost_a.unpriced or self.cost_b.unpriced:
+            return None
+        return self.cost_b.usd - self.cost_a.usd
+
+    @property
+    def delta_text(self) -> str:
+        delta = self.delta_usd
+        if delta is None:
+            return ""
+        text = ("+" if delta > 0 else "") + format_usd(delta)
+        if self.cost_a.usd:
+            text += f", {delta / self.cost_a.usd * 100:+.0f}%"
+        return text
+
+    @property
+    def delta_sign(self) -> int:
+        delta = self.delta_usd
+        return 0 if not delta else (1 if delta > 0 else -1)
+
+
+def compare_costs_get(*, compare: BranchCompare, traces: SessionTraces) -> CompareCosts:
+    """Each compared turn's trace figures and the sides' totals (no query: ``traces`` holds
+    the session's traced turns)."""
+    rows = tuple(
+        (
+            row,
+            traces.turn(compare.a.branch_id, row.turn) if row.left else None,
+            traces.turn(compare.b.branch_id, row.turn) if row.right else None,
+        )
+        for row in compare.rows
+    )
+    left = [t for _, t, _ in rows if t is not None and (t.traced or t.cost.count)]
+    right = [t for _, _, t in rows if t is not None and (t.traced or t.cost.count)]
+    return CompareCosts(
+        rows=rows,
+        cost_a=add_totals(t.cost for t in left),
+        cost_b=add_totals(t.cost for t in right),
+        latency_a=sum(t.latency_ms or 0.0 for t in left),
+        latency_b=sum(t.latency_ms or 0.0 for t in right),
     )

@@ -1,5 +1,5 @@
 /* Token charts of the session page, drawn with the vendored Chart.js from the usage.json twin.
-   window.forkviewCharts = { perTurn, cumulative, data } once drawn (tests read it). */
+   window.forkviewCharts = { perTurn, cumulative, tools, cost, data } once drawn (tests read it). */
 (function () {
   "use strict";
   var section = document.getElementById("token-charts");
@@ -51,6 +51,62 @@
     });
   }
 
+  // Cost: bars per turn of this branch, cumulative lines per branch (USD; null: no trace/price).
+  function drawCost(data, labels) {
+    var figure = document.getElementById("cost-chart-figure");
+    if (!figure) return null;
+    var summary = document.getElementById("chart-cost-summary");
+    var priced = data.per_turn.some(function (p) { return p.cost_usd !== null && p.cost_usd !== undefined; });
+    if (!priced) {
+      summary.textContent = "No priced model calls on this branch.";
+      figure.querySelector(".chart-box").hidden = true;
+      return null;
+    }
+    summary.textContent = data.path_cost ? "Along this branch: " + data.path_cost + "." : "";
+    var lastLabel = labels.length ? labels[labels.length - 1] : 1;
+    function usd(value) {
+      if (!value) return "$0";
+      return "$" + (value < 0.01 ? Number(value.toPrecision(2)) : value.toFixed(2));
+    }
+    var lastTurn = 0;
+    data.cumulative.forEach(function (line) {
+      (line.cost_points || []).forEach(function (p) { lastTurn = Math.max(lastTurn, p.turn); });
+    });
+    var lines = data.cumulative.map(function (line, i) {
+      var colour = palette[i % palette.length];
+      return {
+        type: "line", label: line.branch, yAxisID: "total",
+        data: (line.cost_points || []).map(function (p) { return { x: p.turn, y: p.usd }; }),
+        borderColor: colour, backgroundColor: colour, borderWidth: line.current ? 3 : 1.5,
+        pointRadius: (line.cost_points || []).length > 60 ? 0 : 2, tension: 0
+      };
+    });
+    return new Chart(document.getElementById("chart-cost"), {
+      type: "bar",
+      data: {
+        datasets: [{
+          type: "bar", label: "per turn (left axis)", yAxisID: "turn", backgroundColor: v("--chart-out"),
+          data: data.per_turn.map(function (p) { return { x: p.turn, y: p.cost_usd }; })
+        }].concat(lines)
+      },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false,
+        scales: {
+          x: { type: "linear", min: 0, max: Math.max(lastTurn, lastLabel), title: { display: true, text: "turn" }, ticks: { precision: 0 } },
+          turn: { position: "left", beginAtZero: true, ticks: { callback: usd, maxTicksLimit: 5 } },
+          total: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, ticks: { callback: usd, maxTicksLimit: 5 } }
+        },
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 12 } },
+          tooltip: { callbacks: { label: function (item) { return item.dataset.label + ": " + (item.parsed.y === null ? "no price" : usd(item.parsed.y)); } } }
+        },
+        onClick: function (evt, elements) {
+          if (elements.length && elements[0].datasetIndex === 0) { location.hash = "turn-" + labels[elements[0].index]; }
+        }
+      }
+    });
+  }
+
   fetch(section.dataset.usageUrl, { credentials: "same-origin" })
     .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
     .then(function (data) {
@@ -96,7 +152,8 @@
         }
       });
       var tools = drawTools(data, labels);
-      window.forkviewCharts = { perTurn: perTurn, cumulative: cumulative, tools: tools, data: data };
+      var cost = drawCost(data, labels);
+      window.forkviewCharts = { perTurn: perTurn, cumulative: cumulative, tools: tools, cost: cost, data: data };
       section.dataset.ready = "true";
     })
     .catch(function (err) {

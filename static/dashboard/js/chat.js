@@ -3,7 +3,10 @@
  * Opens /ws/chat/<session_id>/?branch=<branch_id>, streams the agent's answer into the page
  * (delta / tool_call / tool_output / message / turn_complete), and offers Edit (fork from a
  * user turn and resubmit) and Regenerate (fork from a turn and resend its message) on every
- * turn. Protocol: docs/websocket-protocol.md.
+ * turn. While a turn runs, Stop (or Esc) sends `cancel`: the turn stops and nothing of it is
+ * stored (`cancelled`). A finished turn is replaced by the server's rendering of the stored turn
+ * (`turn_complete.html`: markdown, tool cards, tokens, the trace line with latency and cost),
+ * exactly as the page shows it after a reload. Protocol: docs/websocket-protocol.md.
  */
 (function () {
   "use strict";
@@ -14,6 +17,7 @@
   const form = document.getElementById("chat-form");
   const input = document.getElementById("chat-input");
   const send = document.getElementById("chat-send");
+  const stop = document.getElementById("chat-stop");
   const statusEl = document.getElementById("chat-status");
   const branchEl = document.getElementById("current-branch");
   const backendEl = document.getElementById("backend-label");
@@ -46,6 +50,13 @@
     statusEl.className = "chat-status small " + (kind || "muted");
   }
 
+  // Stop shows while a turn of ours runs (and sends `cancel` once).
+  function setRunning(value) {
+    running = value;
+    stop.hidden = !value;
+    stop.disabled = !value;
+  }
+
   function setEnabled(enabled) {
     input.disabled = !enabled;
     send.disabled = !enabled;
@@ -61,6 +72,11 @@
   }
 
   // The server's `tokens` filter, so live turns read like stored ones: 999, 1,003, 12.3k, 1.23M.
+  function formatMs(ms) {
+    if (ms === null || ms === undefined) return "";
+    return ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(ms < 10000 ? 2 : 1) + " s";
+  }
+
   function formatTokens(n) {
     if (Math.abs(n) >= 1000000) return (n / 1000000).toFixed(2) + "M";
     if (Math.abs(n) >= 10000) return (n / 1000).toFixed(1) + "k";
@@ -144,6 +160,8 @@
       el("div", { class: "text plain", text: text }),
     ]);
     const article = el("article", { class: "turn turn-live", "data-branch": branch }, [head, user]);
+    const stale = document.getElementById("cancel-notice");
+    if (stale) stale.remove();
     const list = log.querySelector(".turn-list") || log;
     list.querySelectorAll(":scope > p.muted").forEach((n) => n.remove());
     list.appendChild(article);
@@ -176,13 +194,28 @@
 
   function submit(message, displayText, forkTurn) {
     if (!ready || running) return;
-    running = true;
+    setRunning(true);
     lastSent = { message: message, text: displayText, forkTurn: forkTurn };
     setEnabled(false);
     setStatus(message.type === "user_message" ? "Thinking…" : "Creating a branch…", "muted");
     if (message.type === "user_message") startLiveTurn(displayText);
     socket.send(JSON.stringify(message));
   }
+
+  function cancelTurn() {
+    if (!running || !socket || socket.readyState !== WebSocket.OPEN || stop.disabled) return;
+    stop.disabled = true;
+    setStatus("Stopping…", "muted");
+    socket.send(JSON.stringify({ type: "cancel" }));
+  }
+
+  stop.addEventListener("click", cancelTurn);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && running && !event.isComposing) {
+      event.preventDefault();
+      cancelTurn();
+    }
+  });
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -267,31 +300,63 @@
     },
     turn_complete(msg) {
       if (live) {
-        const article = live.article;
-        article.dataset.turn = String(msg.turn);
-        article.dataset.branch = msg.branch_id;
-        article.id = "turn-" + msg.turn;
-        article.querySelector(".turn-number").textContent = "Turn " + msg.turn;
-        article.querySelectorAll(".streaming").forEach((n) => n.classList.remove("streaming"));
-        const u = msg.usage || {};
-        const badge = el("span", { class: "token-badge", title: (u.requests || 0) + " request(s) · " + (u.total_tokens || 0) + " tokens" }, [
-          el("span", { class: "tok-in", "aria-label": "input tokens", text: "↑ " + formatTokens(u.input_tokens || 0) }),
-          el("span", { class: "tok-out", "aria-label": "output tokens", text: " ↓ " + formatTokens(u.output_tokens || 0) }),
-        ]);
-        article.querySelector(".turn-head").appendChild(badge);
+        let article = live.article;
+        const fresh = renderedTurn(msg.html);
+        if (fresh) {
+          // The stored turn as the page renders it after a reload.
+          fresh.classList.add("turn-live", "turn-rendered");
+          article.replaceWith(fresh);
+          article = fresh;
+        } else {
+          article.dataset.turn = String(msg.turn);
+          article.dataset.branch = msg.branch_id;
+          article.id = "turn-" + msg.turn;
+          article.querySelector(".turn-number").textContent = "Turn " + msg.turn;
+          article.querySelectorAll(".streaming").forEach((n) => n.classList.remove("streaming"));
+          const u = msg.usage || {};
+          const badge = el("span", { class: "token-badge", title: (u.requests || 0) + " request(s) · " + (u.total_tokens || 0) + " tokens" }, [
+            el("span", { class: "tok-in", "aria-label": "input tokens", text: "↑ " + formatTokens(u.input_tokens || 0) }),
+            el("span", { class: "tok-out", "aria-label": "output tokens", text: " ↓ " + formatTokens(u.output_tokens || 0) }),
+          ]);
+          article.querySelector(".turn-head").appendChild(badge);
+        }
         addTurnTools(article);
       }
       live = null;
-      running = false;
+      setRunning(false);
       lastSent = null;
       setEnabled(true);
       const u = msg.usage || {};
-      setStatus("Turn " + msg.turn + " stored on " + msg.branch_id + " · " + formatTokens(u.total_tokens || 0) + " tokens (↑ " + formatTokens(u.input_tokens || 0) + " ↓ " + formatTokens(u.output_tokens || 0) + ")", "muted");
+      const parts = ["Turn " + msg.turn + " stored on " + msg.branch_id];
+      if (msg.latency_ms !== undefined && msg.latency_ms !== null) {
+        parts.push(formatMs(msg.latency_ms) + (msg.ttft_ms !== null && msg.ttft_ms !== undefined ? " (first token " + formatMs(msg.ttft_ms) + ")" : ""));
+      }
+      if (msg.cost) parts.push(msg.cost);
+      parts.push(formatTokens(u.total_tokens || 0) + " tokens (↑ " + formatTokens(u.input_tokens || 0) + " ↓ " + formatTokens(u.output_tokens || 0) + ")");
+      setStatus(parts.join(" · "), "muted");
       input.focus();
+    },
+    cancelled(msg) {
+      // Stopped: nothing of the turn was stored (a fork's new branch stays, without it).
+      failTurn("Stopped. Nothing of that turn was stored; edit and send again when ready.", "muted");
+      const notice = document.getElementById("cancel-notice");
+      if (notice) notice.remove();
+      const list = log.querySelector(".turn-list") || log;
+      list.appendChild(el("p", { class: "chat-notice small muted", id: "cancel-notice", text: "Turn stopped on " + msg.branch_id + ": nothing was stored." }));
     },
     error(msg) { failTurn(msg.message, "error"); },
     busy(msg) { failTurn(msg.message || "Busy: another turn is running on this branch.", "busy"); },
   };
+
+  // The server's rendering of a stored turn (sanitised markdown, from the same partial as
+  // the page), as an element; null when there is none.
+  function renderedTurn(html) {
+    if (!html) return null;
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    const node = template.content.firstElementChild;
+    return node && node.matches("article.turn") ? node : null;
+  }
 
   function failTurn(text, kind) {
     if (live) {
@@ -302,7 +367,7 @@
       input.value = lastSent.text;  // ready to retry
     }
     live = null;
-    running = false;
+    setRunning(false);
     setEnabled(ready);
     setStatus(text, kind);
   }

@@ -53,7 +53,7 @@ def test_the_docs_render_offline_and_try_it_out_works(viewer_page):
     assert response is not None and response.status == 200
     assert "script-src 'self'" in response.headers["content-security-policy"]
     page.wait_for_selector(".opblock", timeout=20_000)
-    assert page.locator(".opblock").count() == 11  # every operation
+    assert page.locator(".opblock").count() == 12  # every operation
     assert page.locator(".info .title").inner_text().startswith("Forkview API")
     page.screenshot(path=str(SHOTS / "api-docs.png"))
     # "Try it out" on the session list, with the browser's session cookie

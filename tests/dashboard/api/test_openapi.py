@@ -15,6 +15,7 @@ EXPECTED = {
     "/api/v1/sessions/": {"get"},
     "/api/v1/sessions/{session_id}/": {"get"},
     "/api/v1/sessions/{session_id}/branches/{branch_id}/turns/": {"get"},
+    "/api/v1/sessions/{session_id}/branches/{branch_id}/turns/{n}/trace/": {"get"},
     "/api/v1/sessions/{session_id}/usage/": {"get"},
     "/api/v1/sessions/{session_id}/annotations/": {"get", "post"},
     "/api/v1/annotations/{annotation_id}/": {"patch", "delete"},

@@ -41,6 +41,7 @@ async def chat(cookie: str, session_id: str, messages: list[dict[str, Any]]) -> 
     from django.db import connections
 
     from dashboard.asgi import application
+    from dashboard.chat import protocol
 
     headers = [
         (b"origin", b"http://localhost"),
@@ -62,7 +63,10 @@ async def chat(cookie: str, session_id: str, messages: list[dict[str, Any]]) -> 
             while True:
                 reply = await communicator.receive_json_from(timeout=TIMEOUT)
                 if reply["type"] in ("branch_created", "turn_complete"):
-                    events.append(reply)
+                    # What viewers get too: without the chat's own extras (html, latency...).
+                    events.append(
+                        {k: v for k, v in reply.items() if k not in protocol.CHAT_TURN_EXTRAS}
+                    )
                 if reply["type"] == "turn_complete":
                     break
                 if reply["type"] in ("error", "busy"):

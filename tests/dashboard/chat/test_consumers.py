@@ -115,6 +115,11 @@ async def receive_until(communicator, *types: str) -> list[dict]:
             return messages
 
 
+def viewer_part(done: dict) -> dict:
+    """A chat's ``turn_complete`` without the chat's extras (what viewers are sent)."""
+    return {k: v for k, v in done.items() if k not in protocol.CHAT_TURN_EXTRAS}
+
+
 async def stored(session_id: str, branch: str = "main") -> list[str]:
     items = await DjangoSession(session_id=session_id, branch_id=branch).get_items()
     return [item.get("type") or item.get("role") for item in items]
@@ -147,13 +152,18 @@ async def test_turn_streams_tool_events_deltas_and_completes(chatter, use_model)
     assert messages[1] == {"type": "tool_output", "call_id": "c1", "output": "8"}
     assert "".join(m["text"] for m in messages if m["type"] == "delta") == "2+2*3 = 8."
     assert {"type": "message", "text": "2+2*3 = 8."} in messages
-    assert messages[-1] == {
+    done = messages[-1]
+    base = ("type", "session_id", "branch_id", "turn", "usage")
+    assert {key: done[key] for key in base} == {
         "type": "turn_complete",
         "session_id": "s-stream",
         "branch_id": "main",
         "turn": 1,
         "usage": {"requests": 2, "input_tokens": 50, "output_tokens": 12, "total_tokens": 62},
     }
+    # The chat's extras (test_finished_turn.py checks them in detail).
+    assert set(done) == {*base, "html", "latency_ms", "ttft_ms", "cost", "trace_id"}
+    assert 'data-turn="1"' in done["html"] and done["latency_ms"] >= done["ttft_ms"] >= 0
     assert await stored("s-stream") == ["user", "function_call", "function_call_output", "message"]
     turn_usage = await DjangoSession(session_id="s-stream").get_turn_usage(1)
     assert (turn_usage["input_tokens"], turn_usage["output_tokens"]) == (50, 12)
@@ -400,7 +410,7 @@ async def test_fork_edits_a_user_turn_on_a_new_branch(chatter, use_model):
     assert created["type"] == "branch_created"
     assert created["from_branch"] == "main" and created["turn"] == 2
     new_branch = created["branch_id"]
-    assert done == {
+    assert viewer_part(done) == {
         "type": "turn_complete",
         "session_id": "s-fork",
         "branch_id": new_branch,

@@ -139,3 +139,40 @@ def test_fork_window_includes_an_old_turn_of_a_long_branch(chat_client):
     url = reverse("session_chat", kwargs={"session_id": "long"})
     html = chat_client.get(url, {"branch": "main", "fork": "3"}).content.decode()
     assert 'data-fork-turn="3"' in html and 'data-turn="3"' in html
+
+
+def test_chat_page_runs_a_constant_number_of_queries(chat_client):
+    """With each turn's trace line (issue 16) the page still costs the same at any size."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from conversations.models import AgentSpan, AgentTrace
+
+    def page_queries(session_id: str, turns: int) -> int:
+        writer = Writer(session_id)
+        for n in range(1, turns + 1):
+            writer.turn(turn_items(n, text=f"question {n}", tool=True))
+            AgentTrace.objects.create(
+                trace_id=f"trace_{session_id}_{n}",
+                session_id=session_id,
+                branch_id="main",
+                turn=n,
+                metadata={"forkview_ttft_ms": "120"},
+            )
+            AgentSpan.objects.create(
+                span_id=f"span_{session_id}_{n}",
+                trace_id=f"trace_{session_id}_{n}",
+                kind="response",
+                model="forkview-offline-demo",
+                input_tokens=10,
+                output_tokens=5,
+            )
+        url = reverse("session_chat", kwargs={"session_id": session_id})
+        chat_client.get(url)  # warm (session, permissions)
+        with CaptureQueriesContext(connection) as ctx:
+            response = chat_client.get(url)
+        assert response.status_code == 200
+        assert response.content.decode().count('class="trace-line"') == min(turns, 20)
+        return len(ctx.captured_queries)
+
+    assert page_queries("small", 2) == page_queries("large", 25)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from agents import Agent, OpenAIChatCompletionsModel
 
+from conversations.tracing import ForkviewTracingProcessor
 from dashboard import agents
 from dashboard.agents import backend_label, get_agent
 from dashboard.demo.model import OFFLINE_LABEL, OfflineModel
@@ -65,7 +66,53 @@ def test_base_url_selects_an_openai_compatible_server(offline_env, settings):
     assert isinstance(agent.model, OpenAIChatCompletionsModel)
     assert agent.model_settings.include_usage is True
     assert backend_label(agent) == "llama3.2 via http://127.0.0.1:11434/v1"
-    assert agents.run_config().tracing_disabled is True
+
+
+# ---- Tracing: the chat's processor (issue 16) ------------------------------------------------
+
+
+@pytest.fixture
+def chat_tracing():
+    """Stop the chat's processor afterwards (its worker would keep a database connection)."""
+    agents.stop_tracing()
+    before = agents._sdk_processors()
+    yield
+    agents.stop_tracing()
+    assert agents._sdk_processors() == before  # the SDK's own processors are back
+
+
+@pytest.mark.parametrize("base_url", ["", "http://127.0.0.1:11434/v1"])
+def test_not_talking_to_openai_forkview_is_the_only_trace_processor(
+    offline_env, chat_tracing, base_url
+):
+    if base_url:  # a local server, even with a key, never gets traces sent to OpenAI
+        offline_env.setenv("OPENAI_API_KEY", "sk-local")
+        offline_env.setenv("OPENAI_BASE_URL", base_url)
+    assert agents.run_config().tracing_disabled is True  # nowhere to go yet
+    processor = agents.tracing_processor()
+    assert isinstance(processor, ForkviewTracingProcessor)
+    assert agents.tracing_processor() is processor  # once per process
+    assert agents._sdk_processors() == [processor]
+    config = agents.run_config()
+    assert config.tracing_disabled is False and config.workflow_name == "Forkview chat"
+
+
+def test_talking_to_openai_keeps_the_sdk_exporter(offline_env, chat_tracing):
+    offline_env.setenv("OPENAI_API_KEY", "sk-test")
+    exporters = agents._sdk_processors()
+    processor = agents.tracing_processor()
+    assert agents._sdk_processors() == [*exporters, processor]
+    assert agents.run_config().tracing_disabled is False
+
+
+def test_forkview_tracing_off_registers_nothing(offline_env, chat_tracing, settings):
+    settings.FORKVIEW_TRACING = False
+    before = agents._sdk_processors()
+    assert agents.tracing_processor() is None
+    assert agents._sdk_processors() == before
+    assert agents.run_config().tracing_disabled is True  # offline: traces have nowhere to go
+    offline_env.setenv("OPENAI_API_KEY", "sk-test")
+    assert agents.run_config().tracing_disabled is False  # the SDK's exporter takes them
 
 
 def test_demo_agent_is_reexported_by_the_plug_in_api():

@@ -10,9 +10,23 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import override_settings
 
-from conversations.models import AgentMessage, AgentSession, MessageStructure, TurnUsage
+from conversations.models import (
+    AgentMessage,
+    AgentSession,
+    AgentSpan,
+    AgentTrace,
+    MessageStructure,
+    TurnUsage,
+)
 from conversations.permissions import CHAT, VIEW
-from dashboard.demo.seed import LONG_SESSION_ID, LONG_SESSION_TURNS
+from dashboard.demo.seed import (
+    FAILING_TOOL,
+    HANDOFF,
+    LONG_SESSION_ID,
+    LONG_SESSION_TURNS,
+    UNTRACED,
+    seed_traces,
+)
 from dashboard.review import selectors
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,7 +34,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _counts() -> tuple[int, ...]:
     return tuple(
-        m.objects.count() for m in (AgentSession, AgentMessage, MessageStructure, TurnUsage)
+        m.objects.count()
+        for m in (AgentSession, AgentMessage, MessageStructure, TurnUsage, AgentTrace, AgentSpan)
     )
 
 
@@ -151,3 +166,36 @@ def test_seed_demo_debug_user_may_annotate(seeded):
     from conversations.permissions import can_annotate
 
     assert can_annotate(get_user_model().objects.get(username="demo"))
+
+
+def test_seed_demo_records_traces_with_models_timings_an_error_and_a_handoff(seeded):
+    """Every turn a demo branch wrote has a trace (but the ones meant to show "no trace"),
+    linked to its session, branch and turn; realistic models and timings; idempotent."""
+    traces = AgentTrace.objects.exclude(session_id=None)
+    assert traces.count() == AgentTrace.objects.count() > 300
+    models = set(AgentSpan.objects.exclude(model=None).values_list("model", flat=True))
+    assert {"gpt-4.1", "gpt-4o-mini", "o3-mini"} <= models
+    calls = AgentSpan.objects.filter(kind="response")
+    assert all(
+        ms is not None and 400 <= ms <= 3000 for ms in calls.values_list("duration_ms", flat=True)
+    )
+    tools = AgentSpan.objects.filter(kind="function")
+    assert all(
+        ms is not None and 50 <= ms <= 800 for ms in tools.values_list("duration_ms", flat=True)
+    )
+    failed = list(AgentSpan.objects.filter(error__isnull=False).values_list("trace_id", flat=True))
+    sid, branch, turn = FAILING_TOOL
+    assert failed == [AgentTrace.objects.get(session_id=sid, branch_id=branch, turn=turn).pk]
+    sid, branch, turn = HANDOFF
+    handoff = AgentSpan.objects.get(kind="handoff")
+    assert AgentTrace.objects.get(pk=handoff.trace_id).turn == turn
+    for sid, branch, turn in UNTRACED:
+        assert not AgentTrace.objects.filter(session_id=sid, branch_id=branch, turn=turn).exists()
+    # Each traced turn is one the branch wrote (not a copied one), and the page finds it.
+    trip = selectors.branch_tree_get(session_id="demo/trip-planning")
+    figures = selectors.session_traces_get(tree=trip)
+    for (owner, number), figure in figures.turns.items():
+        assert number >= trip.nodes[owner].fork_turn and figure.model_calls >= 1
+    main, cheaper = figures.branch_cost("main"), figures.branch_cost("tokyo-instead")
+    assert main.since_fork.usd > cheaper.since_fork.usd > 0  # gpt-4.1 vs gpt-4o-mini
+    assert seed_traces() == []  # idempotent: sessions with traces are left alone

@@ -57,7 +57,8 @@ def test_session_pages_constant_queries(reviewer_client, sizes, url_for):
 def test_detail_query_budget(reviewer_client, sizes):
     # auth (session + user + permissions) + session row + tree (3) + turns + usage
     # + the review workflow (score definitions, annotations, review status)
-    assert _count(reviewer_client, session_url("large", "alt")) <= 13
+    # + the traces (issue 16: the session's traces, their spans aggregated)
+    assert _count(reviewer_client, session_url("large", "alt")) <= 15
 
 
 @pytest.mark.parametrize(
@@ -66,9 +67,11 @@ def test_detail_query_budget(reviewer_client, sizes):
         # the list: + score definitions, the rows' score and review status, annotator options
         (lambda sid: reverse("home"), 11),
         (lambda sid: reverse("home") + "?q=question", 13),
-        (lambda sid: session_url(sid, "alt"), 13),  # + definitions, annotations, review
-        (lambda sid: usage_url(sid, "alt"), 9),
-        (lambda sid: compare_url(sid, "main", "alt/deeper"), 14),  # + the same three
+        # + definitions, annotations, review; + 2 for the traces (issue 16: per-turn figures,
+        # branch costs; the cost lines of usage.json; each side's cost in the compare view)
+        (lambda sid: session_url(sid, "alt"), 15),
+        (lambda sid: usage_url(sid, "alt"), 11),
+        (lambda sid: compare_url(sid, "main", "alt/deeper"), 16),  # + the same three
     ],
     ids=["list", "search", "detail", "usage-json", "compare"],
 )
