@@ -72,7 +72,7 @@ if str(REPO) not in sys.path:
 import tests.support.environment  # noqa: E402, F401  (the tests' key and plain-HTTP settings)
 
 #: Bump when the generated data changes: --workdir reuses files of the same version only.
-DATA_VERSION = 1
+DATA_VERSION = 2
 TARGET = 1.5
 
 # ---- The data's shape (pure Python: the orchestrator uses it without Django) --------------
@@ -93,6 +93,13 @@ SHAPES = (
     (6, 6, 6, 6, 6, 6, 4),
     (2, 6, 4, 2, 6, 4, 4, 6, 2, 4),
 )
+#: Traced sessions (every third): one trace per main turn, one model call (a response span)
+#: each, priced as Forkview records it (``cost_nanos``) with these rates, nanodollars per
+#: input / output token; the last model has no price ("no price" calls, NULL cost).
+TRACE_MODELS = (("gpt-4o-mini", 150, 600), ("gpt-4.1", 2000, 8000), ("o3", 2000, 8000))
+UNPRICED_MODEL = "acme-internal-7b"
+#: The cost filter: at least this many dollars (about a sixth of the traced sessions).
+COST_MIN = 0.03
 #: The date-range filter: January 2025 (updated_at, UTC).
 DATE_FROM, DATE_TO = date(2025, 1, 1), date(2025, 1, 31)
 CITIES = ("Lisbon", "Porto", "Kyoto", "Oslo", "Quito", "Accra", "Perth", "Malmö")
@@ -227,6 +234,26 @@ def turn_usage(i: int, turn: Turn) -> tuple[int, int, int, int, int, int]:
     return requests, input_tokens, output_tokens, input_tokens + output_tokens, cached, i % 5 * 16
 
 
+def traced(i: int) -> bool:
+    return i % 3 == 0
+
+
+def turn_model_call(i: int, turn: Turn) -> tuple[str, int | None]:
+    """The model of a traced turn's call and its recorded cost (nanodollars; None: no price)."""
+    _, input_tokens, output_tokens, *_ = turn_usage(i, turn)
+    if (i + turn.number) % 29 == 0:
+        return UNPRICED_MODEL, None
+    model, per_in, per_out = TRACE_MODELS[(i // 3) % len(TRACE_MODELS)]
+    return model, input_tokens * per_in + output_tokens * per_out
+
+
+def plan_cost(p: Plan) -> int | None:
+    """What the session's traces recorded (None: not traced)."""
+    if not traced(p.index):
+        return None
+    return sum(turn_model_call(p.index, t)[1] or 0 for t in p.main)
+
+
 def filter_predicates() -> dict[str, Callable[[Plan], bool]]:
     """The list's filters as predicates on plans (the list's count must match them)."""
 
@@ -239,6 +266,7 @@ def filter_predicates() -> dict[str, Callable[[Plan], bool]]:
         "rare_tool": lambda p: RARE_TOOL in p.tools,
         "branched": lambda p: p.fork_turn is not None,
         "dates": in_range,
+        "cost": lambda p: (plan_cost(p) or 0) >= COST_MIN * 1e9 and traced(p.index),
     }
 
 
@@ -269,6 +297,32 @@ COLUMNS = {
         "input_tokens_details",
         "output_tokens_details",
         "created_at",
+    ),
+    "forkview_traces": (
+        "trace_id",
+        "workflow_name",
+        "group_id",
+        "session_id",
+        "branch_id",
+        "turn",
+        "started_at",
+        "ended_at",
+    ),
+    "forkview_spans": (
+        "span_id",
+        "trace_id",
+        "kind",
+        "name",
+        "started_at",
+        "ended_at",
+        "duration_ms",
+        "model",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "cost_nanos",
+        "data",
     ),
     "branch_reservations": ("session_id", "branch_id"),
     "session_clear_generations": ("session_id", "generation"),
@@ -441,6 +495,29 @@ def bulk_write(
                     main_rows.append((next_id, lab.message_type, n, lab.tool_name))
                 next_id += 1
             requests, input_tokens, output_tokens, total, cached, reasoning = turn_usage(i, turn)
+            if branch == "main" and traced(i):
+                model, nanos = turn_model_call(i, turn)
+                trace_id = f"trace_{i:06d}_{n:03d}{prefix}"
+                done = ts(turn.at + 2)
+                tables["forkview_traces"].append((trace_id, "bench", sid, sid, branch, n, at, done))
+                tables["forkview_spans"].append(
+                    (
+                        f"span_{i:06d}_{n:03d}{prefix}",
+                        trace_id,
+                        "response",
+                        model,
+                        at,
+                        done,
+                        2000.0,
+                        model,
+                        input_tokens,
+                        output_tokens,
+                        cached,
+                        reasoning,
+                        nanos,
+                        "{}",
+                    )
+                )
             in_details = InputTokensDetails(cached_tokens=cached, cache_write_tokens=0)
             out_details = OutputTokensDetails(reasoning_tokens=reasoning)
             usage.append(
@@ -889,6 +966,12 @@ def variants(info: dict[str, Any], small: int) -> list[Variant]:
             "list",
             q(tool=COMMON_TOOL, branched=1, sort="-tokens", **dates),
         ),
+        Variant(f"filter cost >= ${COST_MIN}", "list", q(cost_min=COST_MIN)),
+        Variant(
+            f"filter cost >= ${COST_MIN} + tool, sort -cost",
+            "list",
+            q(cost_min=COST_MIN, tool=COMMON_TOOL, sort="-cost"),
+        ),
         Variant(f"page {deep}, default sort", "list", q(page=deep)),
         Variant(f"page {deep}, sort title", "list", q(sort="title", page=deep)),
         Variant(f"page {deep}, filter tool", "list", q(tool=COMMON_TOOL, page=deep)),
@@ -917,6 +1000,8 @@ def expected_total(url: str, n: int, counts: dict[str, int]) -> int | None:
         keys.append("branched")
     if "from" in params:
         keys.append("dates")
+    if "cost_min" in params:
+        keys.append("cost")
     if not keys:
         return n
     return counts["+".join(sorted(keys))]
@@ -927,6 +1012,7 @@ def count_plans(n: int) -> dict[str, int]:
     preds = filter_predicates()
     combos = [["tool"], ["rare_tool"], ["branched"], ["dates"], ["branched", "tool"]]
     combos += [["branched", "dates", "tool"], ["branched", "rare_tool"], ["dates", "tool"]]
+    combos += [["cost"], ["cost", "tool"]]
     counts = dict.fromkeys(("+".join(c) for c in combos), 0)
     for i in range(n):
         p = plan(i)

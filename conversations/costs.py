@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from conversations.models import MODEL_SPAN_KINDS as MODEL_SPAN_KINDS
+
 if TYPE_CHECKING:
     from genai_prices.data_snapshot import DataSnapshot
 
@@ -219,6 +221,91 @@ def span_cost(span: AgentSpan) -> Cost:
         cached_input_tokens=span.cached_input_tokens,
         reasoning_tokens=span.reasoning_tokens,
         at=span.started_at,
+    )
+
+
+NANOS = Decimal(1_000_000_000)
+
+
+def to_nanos(usd: Decimal | None) -> int | None:
+    """Dollars as whole billionths of a dollar (``AgentSpan.cost_nanos``), rounded half up."""
+    if usd is None:
+        return None
+    return int((usd * NANOS).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def from_nanos(nanos: int | None) -> Decimal | None:
+    return None if nanos is None else Decimal(int(nanos)) / NANOS
+
+
+def span_cost_nanos(span: AgentSpan) -> int | None:
+    """What a span's model call cost, in billionths of a dollar; None: not a model call, or
+    no price for its model."""
+    if span.kind not in MODEL_SPAN_KINDS:
+        return None
+    return to_nanos(span_cost(span).usd)
+
+
+def price_spans(spans: Iterable[AgentSpan]) -> None:
+    """Set ``cost_nanos`` on each span (every writer's ``bulk_create``/``save`` calls this)."""
+    for span in spans:
+        span.cost_nanos = span_cost_nanos(span)
+
+
+def reprice_spans(
+    span_model: Any = None, *, using: str = "default", batch: int = 500
+) -> tuple[int, int]:
+    """Price every recorded model span again with today's prices and settings (``manage.py
+    reprice_spans``, migration 0011), ``batch`` spans per transaction; the summaries follow
+    by their triggers. ``span_model``: ``AgentSpan`` or a migration's historical model.
+    Returns (spans checked, spans whose cost changed)."""
+    from django.db import transaction
+
+    if span_model is None:
+        from conversations.models import AgentSpan as span_model
+    fields = ["span_id", "kind", "model", "input_tokens", "output_tokens"]
+    fields += ["cached_input_tokens", "reasoning_tokens", "started_at", "cost_nanos"]
+    spans = span_model._default_manager.using(using).filter(kind__in=MODEL_SPAN_KINDS)
+    checked = changed = 0
+    last = ""
+    while True:
+        with transaction.atomic(using=using):
+            rows = list(spans.filter(span_id__gt=last).order_by("span_id").only(*fields)[:batch])
+            if not rows:
+                return checked, changed
+            moved = []
+            for span in rows:
+                nanos = span_cost_nanos(span)
+                if nanos != span.cost_nanos:
+                    span.cost_nanos = nanos
+                    moved.append(span)
+            span_model._default_manager.using(using).bulk_update(moved, ["cost_nanos"])
+        checked += len(rows)
+        changed += len(moved)
+        last = rows[-1].span_id
+
+
+def stored_cost(model: str | None, cost_nanos: int | None) -> Cost:
+    """A model span's recorded cost (``AgentSpan.cost_nanos``) as a :class:`Cost`."""
+    name = (model or "").strip() or None
+    return Cost(
+        usd=from_nanos(cost_nanos),
+        model=name,
+        free=cost_nanos == 0 and name is not None and name.lower() in FREE_MODELS,
+    )
+
+
+def recorded_total(*, cost_nanos: int | None, calls: int, unpriced: int) -> CostTotal:
+    """A sum of recorded model calls (``calls`` of them, ``unpriced`` without a price) as a
+    :class:`CostTotal`; ``free`` when they are priced and cost nothing (the offline model)."""
+    priced = max(calls - unpriced, 0)
+    usd = from_nanos(cost_nanos) or Decimal(0)
+    return CostTotal(
+        usd=usd,
+        priced=priced,
+        unpriced=unpriced,
+        estimated=0,
+        free=priced if priced and usd == 0 else 0,
     )
 
 

@@ -13,6 +13,7 @@ first. (Django 5.2 has no ``db_on_delete``.)
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Self, TypeVar
 
 from django.conf import settings
@@ -292,6 +293,12 @@ class SessionSummary(models.Model):
     created_at = models.DateTimeField(null=True)
     updated_at = models.DateTimeField(null=True)
     day = models.TextField()  # the UTC date of updated_at, YYYY-MM-DD ('' when none)
+    # What the session's traces recorded (summaries.create_costs, migration 0011): the sum of
+    # its model spans' costs in billionths of a dollar (NULL: no model call recorded), how
+    # many model calls, how many of them with no price.
+    cost_nanos = models.BigIntegerField(null=True)
+    model_calls = models.IntegerField()
+    unpriced_calls = models.IntegerField()
 
     class Meta:
         managed = False
@@ -558,6 +565,10 @@ class SpanKind(models.TextChoices):
     OTHER = "other"
 
 
+#: The span kinds that are model calls: they carry a model, its usage and so a cost.
+MODEL_SPAN_KINDS: tuple[str, ...] = (SpanKind.RESPONSE.value, SpanKind.GENERATION.value)
+
+
 class AgentTrace(models.Model):
     """One SDK trace (usually one ``Runner`` run), linked to a session, branch and turn.
 
@@ -588,6 +599,37 @@ class AgentTrace(models.Model):
         return f"{self.trace_id} ({self.workflow_name})"
 
 
+#: A span's fields as Forkview shows and exports them (the JSON tree export's span keys, the
+#: API's span objects): one list for every reader.
+SPAN_FIELDS = (
+    "span_id",
+    "parent_id",
+    "kind",
+    "name",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "error",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "data",
+)
+
+
+class AgentSpanQuerySet(models.QuerySet["AgentSpan"]):
+    """Every span written through the ORM is priced first (one rule, one place)."""
+
+    def bulk_create(self, objs: Iterable[AgentSpan], *args: Any, **kwargs: Any) -> list[AgentSpan]:
+        from conversations.costs import price_spans
+
+        objs = list(objs)
+        price_spans(objs)
+        return super().bulk_create(objs, *args, **kwargs)
+
+
 class AgentSpan(models.Model):
     """One finished SDK span: its place in the tree, timings, error, and (for model calls)
     the model and token usage. ``data`` is the span's ``export()`` minus what the data policy
@@ -607,7 +649,13 @@ class AgentSpan(models.Model):
     output_tokens = models.BigIntegerField(null=True, blank=True)
     cached_input_tokens = models.BigIntegerField(null=True, blank=True)
     reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    #: A model call's cost in billionths of a US dollar, priced when the span is written
+    #: (``conversations.costs.span_cost_nanos``, applied by every ``bulk_create``/``save``;
+    #: ``manage.py reprice_spans`` applies changed prices). NULL: not a model call, or no price.
+    cost_nanos = models.BigIntegerField(null=True, blank=True)
     data = models.JSONField(default=dict)
+
+    objects = AgentSpanQuerySet.as_manager()
 
     class Meta:
         db_table = "forkview_spans"
@@ -618,3 +666,9 @@ class AgentSpan(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name or self.span_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from conversations.costs import price_spans
+
+        price_spans([self])
+        super().save(*args, **kwargs)

@@ -15,6 +15,10 @@ The model (one rule per capability, all checked here):
 - **prefer** = ``mark_preferred_branch``: mark the branch a session opens on.
 - **annotate** = view + ``annotate``: score, comment and tag turns, branches and sessions, and
   set a session's review status. Everyone who may view sees annotations.
+- **moderate** = view + ``delete_annotation`` (Django's own model permission on
+  ``Annotation``, so it needs no migration): delete someone else's annotation (never change
+  it), on the session page, through the API and in the admin; each such delete is audited
+  with the moderator as actor. Authors keep their rights over their own annotations.
 - staff: the admin site (Django's own ``is_staff`` and model permissions).
 
 Permissions are per user (no per-session ownership): whoever may view may view every session.
@@ -36,6 +40,9 @@ __all__ = [
     "ANNOTATE",
     "ANNOTATE_CODENAME",
     "ANNOTATE_PERMISSIONS",
+    "MODERATE",
+    "MODERATE_CODENAME",
+    "MODERATE_PERMISSIONS",
     "CHAT_CODENAME",
     "CUSTOM_PERMISSIONS",
     "PREFER",
@@ -47,6 +54,7 @@ __all__ = [
     "annotator_required",
     "can_annotate",
     "can_chat",
+    "can_moderate",
     "can_view",
     "chatter_required",
     "holds_all",
@@ -64,11 +72,16 @@ CHAT_CODENAME = "continue_conversation"
 PREFER_CODENAME = "mark_preferred_branch"
 #: Score, comment, tag and set review statuses.
 ANNOTATE_CODENAME = "annotate"
+#: Delete other people's annotations (moderation). Django's own delete permission on the
+#: ``Annotation`` model: it exists already (no migration), and staff holding it may also delete
+#: annotations in the admin.
+MODERATE_CODENAME = "delete_annotation"
 
 VIEW = f"{APP_LABEL}.{VIEW_CODENAME}"
 CHAT = f"{APP_LABEL}.{CHAT_CODENAME}"
 PREFER = f"{APP_LABEL}.{PREFER_CODENAME}"
 ANNOTATE = f"{APP_LABEL}.{ANNOTATE_CODENAME}"
+MODERATE = f"{APP_LABEL}.{MODERATE_CODENAME}"
 
 #: ``AgentSession.Meta.permissions``: the codenames Forkview adds to Django's own.
 CUSTOM_PERMISSIONS: list[tuple[str, str | _StrPromise]] = [
@@ -83,6 +96,8 @@ VIEW_PERMISSIONS: tuple[str, ...] = (VIEW,)
 CHAT_PERMISSIONS: tuple[str, ...] = (VIEW, CHAT)
 #: What writing annotations takes: annotating a conversation requires being allowed to read it.
 ANNOTATE_PERMISSIONS: tuple[str, ...] = (VIEW, ANNOTATE)
+#: What deleting someone else's annotation takes: moderating a conversation requires reading it.
+MODERATE_PERMISSIONS: tuple[str, ...] = (VIEW, MODERATE)
 
 _View = TypeVar("_View", bound=Callable[..., Any])
 
@@ -116,6 +131,11 @@ def can_chat(user: object) -> bool:
 def can_annotate(user: object) -> bool:
     """Whether ``user`` may score, comment, tag and set review statuses."""
     return holds_all(user, ANNOTATE_PERMISSIONS)
+
+
+def can_moderate(user: object) -> bool:
+    """Whether ``user`` may delete other people's annotations (superusers may)."""
+    return holds_all(user, MODERATE_PERMISSIONS)
 
 
 def _requiring(*permissions: str) -> Callable[[_View], _View]:

@@ -42,6 +42,7 @@ from .models import (
     ScoreKind,
     SessionReview,
 )
+from .permissions import can_moderate
 from .text import text_problem
 
 __all__ = [
@@ -51,6 +52,10 @@ __all__ = [
     "Target",
     "annotation_delete",
     "annotation_update",
+    "MAX_REASON_CHARS",
+    "check_reason",
+    "review_claim_next",
+    "review_release",
     "check_body",
     "check_tag",
     "check_text",
@@ -72,6 +77,8 @@ __all__ = [
 MAX_BODY_CHARS = 20_000
 #: The longest tag.
 MAX_TAG_CHARS = 64
+#: The longest reason a moderator gives for deleting someone else's annotation.
+MAX_REASON_CHARS = 500
 #: A token: this prefix, then 40 random URL-safe characters.
 TOKEN_PREFIX = "fv_"
 
@@ -92,6 +99,7 @@ LONG_BODY = "The comment is longer than {limit:,} characters."
 BAD_TEXT = "The text holds {problem}."
 BLANK_TAG = "The tag is empty."
 BAD_TAG = "A tag is one line of at most {limit} characters, without spaces at either end."
+LONG_REASON = "The reason is longer than {limit} characters."
 DUPLICATE_TAG = "This target already has the tag '{tag}'."
 UNKNOWN_STATUS = "Unknown review status '{status}'; one of: {choices}."
 UNKNOWN_ANNOTATION = "Annotation {id} does not exist."
@@ -185,6 +193,15 @@ def check_tag(tag: str) -> str:
         raise ReviewError(BAD_TAG.format(limit=MAX_TAG_CHARS), field="label")
     check_text(tag, "label")
     return tag
+
+
+def check_reason(reason: str) -> str:
+    """``reason`` (a moderator's, optional) trimmed, if it may be stored, else ReviewError."""
+    reason = reason.strip()
+    if len(reason) > MAX_REASON_CHARS:
+        raise ReviewError(LONG_REASON.format(limit=MAX_REASON_CHARS), field="reason")
+    check_text(reason, "reason")
+    return reason
 
 
 def score_value(*, definition: ScoreDefinition, value: Any) -> tuple[float, str]:
@@ -464,7 +481,7 @@ def tag_add(*, user: Any, target: Target, tag: str, using: str = "default") -> A
     return annotation
 
 
-def _own(user: Any, annotation_id: int, using: str) -> Annotation:
+def _locked(annotation_id: int, using: str) -> Annotation:
     annotation = (
         Annotation.objects.using(using)
         .select_for_update(of=("self",))  # not the nullable definition's outer join
@@ -474,7 +491,16 @@ def _own(user: Any, annotation_id: int, using: str) -> Annotation:
     )
     if annotation is None:
         raise AnnotationMissing(UNKNOWN_ANNOTATION.format(id=annotation_id))
-    if annotation.author_id is None or annotation.author_id != getattr(user, "pk", None):
+    return annotation
+
+
+def _is_author(user: Any, annotation: Annotation) -> bool:
+    return annotation.author_id is not None and annotation.author_id == getattr(user, "pk", None)
+
+
+def _own(user: Any, annotation_id: int, using: str) -> Annotation:
+    annotation = _locked(annotation_id, using)
+    if not _is_author(user, annotation):
         raise ReviewError(NOT_AUTHOR)
     return annotation
 
@@ -529,25 +555,38 @@ def annotation_update(
     return annotation
 
 
-def annotation_delete(*, user: Any, annotation_id: int, using: str = "default") -> None:
-    """Delete one's own annotation.
+def annotation_delete(
+    *, user: Any, annotation_id: int, reason: str = "", using: str = "default"
+) -> None:
+    """Delete one's own annotation, or, as a moderator (``permissions.can_moderate``),
+    someone else's.
+
+    The audit entry names ``user`` as the actor and holds the annotation (its author included)
+    as the before-state. A moderator's delete is the action ``"moderated"``, its after-state
+    ``{"reason": reason}``; an author's own delete stays ``"deleted"`` (after-state ``None``,
+    or the reason when one is given).
 
     Raises:
         AnnotationMissing: No such annotation.
-        ReviewError: Not the author.
+        ReviewError: Neither the author nor a moderator (the author-only message), or a
+            reason that is too long or unstorable (``field="reason"``).
     """
+    reason = check_reason(reason)
     with transaction.atomic(using=using):
-        annotation = _own(user, annotation_id, using)
+        annotation = _locked(annotation_id, using)
+        own = _is_author(user, annotation)
+        if not own and not can_moderate(user):
+            raise ReviewError(NOT_AUTHOR)
         before = annotation_state(annotation)
         annotation.delete(using=using)
         _audit(
             actor=user,
-            action="deleted",
+            action="deleted" if own else "moderated",
             kind=before["kind"],
             session_id=before["session_id"],
             object_id=annotation_id,
             before=before,
-            after=None,
+            after={"reason": reason} if reason or not own else None,
             using=using,
         )
 
@@ -607,12 +646,9 @@ def _review_state(review: SessionReview) -> dict[str, Any]:
     return {"status": review.status, "assignee": _username(review.assignee_id)}
 
 
-def review_next(*, user: Any, after: str | None = None, using: str = "default") -> str | None:
-    """The next session of ``user``'s queue: assigned to them or to nobody, not reviewed,
-    oldest first (by creation, then id); ``after`` skips sessions up to that one.
-
-    Two index walks at most: the sessions with a review row are few next to those without.
-    """
+def _queue(user: Any, after: str | None, using: str) -> Any:
+    """``user``'s queue (a query of session ids): sessions assigned to them or to nobody, not
+    reviewed, oldest first (by creation, then id); ``after`` skips sessions up to that one."""
     sessions = AgentSession.objects.using(using).order_by("created_at", "session_id")
     done = SessionReview.objects.using(using).filter(
         Q(status=ReviewStatus.REVIEWED) | (Q(assignee__isnull=False) & ~Q(assignee=user))
@@ -625,7 +661,128 @@ def review_next(*, user: Any, after: str | None = None, using: str = "default") 
                 Q(created_at__gt=current.created_at)
                 | Q(created_at=current.created_at, session_id__gt=after)
             )
-    return queue.values_list("session_id", flat=True).first()
+    return queue
+
+
+def review_next(*, user: Any, after: str | None = None, using: str = "default") -> str | None:
+    """The next session of ``user``'s queue: assigned to them or to nobody, not reviewed,
+    oldest first (by creation, then id); ``after`` skips sessions up to that one. Reads only
+    (:func:`review_claim_next` is the queue's "open": it claims).
+
+    Two index walks at most: the sessions with a review row are few next to those without.
+    """
+    found = _queue(user, after, using).values_list("session_id", flat=True).first()
+    return None if found is None else str(found)
+
+
+#: How many sessions a claim tries before it gives up (each try lost a race to another claim).
+CLAIM_ATTEMPTS = 50
+
+
+def review_claim_next(*, user: Any, after: str | None = None, using: str = "default") -> str | None:
+    """Open the next session of ``user``'s queue (as :func:`review_next`), claiming it: an
+    unassigned session is assigned to ``user`` (audited, action ``"claimed"``), in one
+    transaction, so two reviewers opening the queue at once get two different sessions.
+
+    PostgreSQL: the candidate session row is locked ``FOR NO KEY UPDATE SKIP LOCKED`` (a
+    session another claim holds is passed over; the SDK's writes of its messages are not
+    blocked), then its review row ``FOR UPDATE`` is checked again (a claim that committed
+    after this statement's snapshot). SQLite: the transaction begins ``IMMEDIATE`` (Forkview's
+    connections), so claims are serialised by the write lock. A session assigned to someone
+    (by a person or a claim) is never re-assigned; one assigned to ``user`` is opened as is.
+
+    Returns:
+        The session id, or ``None`` when the queue is empty.
+    """
+    from django.db import connections
+
+    locking = connections[using].vendor == "postgresql"
+    for _attempt in range(CLAIM_ATTEMPTS):
+        with transaction.atomic(using=using):
+            queue = _queue(user, after, using)
+            if locking:
+                queue = queue.select_for_update(skip_locked=True, no_key=True)
+            session_id = queue.values_list("session_id", flat=True).first()
+            if session_id is None:
+                return None
+            review = (
+                SessionReview.objects.using(using).select_for_update().filter(pk=session_id).first()
+            )
+            if review is not None and (
+                review.status == ReviewStatus.REVIEWED or review.assignee_id not in (None, user.pk)
+            ):
+                continue  # claimed or reviewed since this statement's snapshot: the next one
+            if review is not None and review.assignee_id == user.pk:
+                return str(session_id)
+            before = None if review is None else _review_state(review)
+            if review is None:
+                review = SessionReview(session_id=session_id)
+            review.assignee = user
+            review.updated_by = user
+            try:
+                with transaction.atomic(using=using):
+                    review.save(using=using)
+            except IntegrityError:  # a review row was inserted meanwhile: look again
+                continue
+            _audit(
+                actor=user,
+                action="claimed",
+                kind="review",
+                session_id=session_id,
+                object_id=None,
+                before=before,
+                after=_review_state(review),
+                using=using,
+            )
+            return str(session_id)
+    return review_next(user=user, after=after, using=using)
+
+
+#: How many of a session's latest review entries :func:`review_release` looks through.
+RELEASE_LOOKBACK = 50
+
+
+def review_release(*, user: Any, session_id: str, using: str = "default") -> bool:
+    """Undo ``user``'s queue claim on ``session_id`` (they skipped it): only if the session's
+    latest change of assignee is that claim (so it was unassigned before, and no one assigned
+    it since). The session goes back to how the claim found it: unassigned, and without a
+    review row if the claim created it and its status is still "unreviewed". Audited
+    (action ``"released"``). Returns whether it released.
+    """
+    with transaction.atomic(using=using):
+        review = (
+            SessionReview.objects.using(using).select_for_update().filter(pk=session_id).first()
+        )
+        if review is None or review.assignee_id is None or review.assignee_id != user.pk:
+            return False
+        entries = AuditEntry.objects.using(using).filter(session_id=session_id, kind="review")
+        claim = None
+        for entry in entries.order_by("-at", "-id")[:RELEASE_LOOKBACK]:
+            if (entry.before or {}).get("assignee") != (entry.after or {}).get("assignee"):
+                claim = entry
+                break
+        if claim is None or claim.action != "claimed" or claim.actor_id != user.pk:
+            return False
+        before = _review_state(review)
+        if claim.before is None and review.status == ReviewStatus.UNREVIEWED:
+            review.delete(using=using)
+            after = None
+        else:
+            review.assignee = None
+            review.updated_by = user
+            review.save(using=using)
+            after = _review_state(review)
+        _audit(
+            actor=user,
+            action="released",
+            kind="review",
+            session_id=session_id,
+            object_id=None,
+            before=before,
+            after=after,
+            using=using,
+        )
+    return True
 
 
 # ---- Following the target (called by conversations.writes only) ----------------------------

@@ -46,10 +46,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from conversations.models import MODEL_SPAN_KINDS
+
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-__all__ = ["TABLES", "TITLE_KEY_LENGTH", "create", "drop", "kept", "rebuild", "recomputed"]
+__all__ = [
+    "TABLES",
+    "TITLE_KEY_LENGTH",
+    "create",
+    "create_costs",
+    "drop",
+    "drop_costs",
+    "kept",
+    "rebuild",
+    "recomputed",
+]
 
 #: Characters of the first user message kept as the title sort key.
 TITLE_KEY_LENGTH = 200
@@ -698,6 +710,178 @@ def _drop_ddl(vendor: str, trigger: _Trigger) -> list[str]:
     ]
 
 
+# ---- Costs (migration 0011) ---------------------------------------------------------------------
+#
+# ``forkview_session_summaries`` also holds what a session's traces recorded: ``cost_nanos``
+# (the sum of its model spans' ``cost_nanos``; NULL while it has no model call), ``model_calls``
+# and ``unpriced_calls`` (model calls with no price). A model span is a ``forkview_spans`` row of
+# kind response or generation; it belongs to the session of its trace (``forkview_traces``, by
+# ``trace_id``). Only Forkview writes those two tables, yet through several writers (the trace
+# processor in every process, import, copy, delete, the admin, plain SQL in a pinch): triggers
+# keep the sums, as for the SDK's tables. A span written before its trace is counted when the
+# trace arrives; a trace deleted before its spans takes their costs with it. A summary row
+# that is (re)built counts the traces already there (its own insert trigger), so a trace
+# recorded before its session exists is counted too.
+
+TRACES = "forkview_traces"
+SPANS = "forkview_spans"
+_MODEL = "kind IN (" + ", ".join(f"'{kind}'" for kind in MODEL_SPAN_KINDS) + ")"
+_COST_COLUMNS = {
+    "sqlite": [
+        f"ALTER TABLE {SUMMARIES} ADD COLUMN cost_nanos INTEGER",
+        f"ALTER TABLE {SUMMARIES} ADD COLUMN model_calls INTEGER NOT NULL DEFAULT 0",
+        f"ALTER TABLE {SUMMARIES} ADD COLUMN unpriced_calls INTEGER NOT NULL DEFAULT 0",
+    ],
+    "postgresql": [
+        f"ALTER TABLE {SUMMARIES} ADD COLUMN IF NOT EXISTS cost_nanos bigint",
+        f"ALTER TABLE {SUMMARIES} ADD COLUMN IF NOT EXISTS model_calls integer NOT NULL DEFAULT 0",
+        f"ALTER TABLE {SUMMARIES} ADD COLUMN IF NOT EXISTS unpriced_calls integer "
+        "NOT NULL DEFAULT 0",
+    ],
+}
+
+
+def _cost_add(sid: str, sign: int, calls: str, unpriced: str, nanos: str, when: str = "") -> str:
+    """Add (``sign`` 1) or take away (-1) model calls and their cost to session ``sid``'s
+    summary (the SET expressions all read the row as it was)."""
+    return f"""UPDATE {SUMMARIES} SET
+            cost_nanos = CASE WHEN model_calls + ({sign}) * ({calls}) > 0
+                THEN COALESCE(cost_nanos, 0) + ({sign}) * ({nanos}) END,
+            model_calls = model_calls + ({sign}) * ({calls}),
+            unpriced_calls = unpriced_calls + ({sign}) * ({unpriced})
+        WHERE session_id = {sid} {when}"""
+
+
+def _span_change(row: str, sign: int) -> str:
+    """Model span ``row`` (NEW/OLD) came (+1) or went (-1): its trace's session."""
+    return _cost_add(
+        f"(SELECT t.session_id FROM {TRACES} t WHERE t.trace_id = {row}.trace_id)",
+        sign,
+        "1",
+        f"CASE WHEN {row}.cost_nanos IS NULL THEN 1 ELSE 0 END",
+        f"COALESCE({row}.cost_nanos, 0)",
+    )
+
+
+def _trace_change(row: str, sign: int) -> str:
+    """Trace ``row`` (NEW/OLD) joined (+1) or left (-1) its session: all its model spans."""
+    spans = f"FROM {SPANS} s WHERE s.trace_id = {row}.trace_id AND s.{_MODEL}"
+    return _cost_add(
+        f"{row}.session_id",
+        sign,
+        f"(SELECT COUNT(*) {spans})",
+        f"(SELECT COUNT(*) {spans} AND s.cost_nanos IS NULL)",
+        f"(SELECT COALESCE(SUM(s.cost_nanos), 0) {spans})",
+        when=f"AND EXISTS (SELECT 1 {spans})",
+    )
+
+
+def _cost_recount(sid: str, *, traced_only: bool = True) -> str:
+    """Set session ``sid``'s recorded cost from scratch (a new summary row, the backfill);
+    ``traced_only``: leave sessions without traces alone (they hold no cost yet)."""
+    spans = (
+        f"FROM {TRACES} t JOIN {SPANS} s ON s.trace_id = t.trace_id "
+        f"WHERE t.session_id = {sid} AND s.{_MODEL}"
+    )
+    return f"""UPDATE {SUMMARIES} SET
+            cost_nanos = (SELECT CASE WHEN COUNT(*) > 0 THEN COALESCE(SUM(s.cost_nanos), 0) END
+                          {spans}),
+            model_calls = (SELECT COUNT(*) {spans}),
+            unpriced_calls = (SELECT COUNT(*) {spans} AND s.cost_nanos IS NULL)
+        WHERE session_id = {sid}{
+        f" AND EXISTS (SELECT 1 FROM {TRACES} t WHERE t.session_id = {sid})" if traced_only else ""
+    }"""
+
+
+def _cost_triggers(vendor: str) -> list[_Trigger]:
+    distinct = "IS NOT" if vendor == "sqlite" else "IS DISTINCT FROM"
+    moved = f"OLD.session_id {distinct} NEW.session_id OR OLD.trace_id {distinct} NEW.trace_id"
+    span_moved = (
+        f"OLD.cost_nanos {distinct} NEW.cost_nanos OR OLD.kind {distinct} NEW.kind "
+        f"OR OLD.trace_id {distinct} NEW.trace_id"
+    )
+    return [
+        _Trigger("fv_summary_cost_ai", SUMMARIES, "INSERT", "", [_cost_recount("NEW.session_id")]),
+        _Trigger("fv_spans_cost_ai", SPANS, "INSERT", f"NEW.{_MODEL}", [_span_change("NEW", 1)]),
+        _Trigger("fv_spans_cost_ad", SPANS, "DELETE", f"OLD.{_MODEL}", [_span_change("OLD", -1)]),
+        _Trigger(
+            "fv_spans_cost_au_old",
+            SPANS,
+            "UPDATE OF cost_nanos, kind, trace_id",
+            f"OLD.{_MODEL} AND ({span_moved})",
+            [_span_change("OLD", -1)],
+        ),
+        _Trigger(
+            "fv_spans_cost_au_new",
+            SPANS,
+            "UPDATE OF cost_nanos, kind, trace_id",
+            f"NEW.{_MODEL} AND ({span_moved})",
+            [_span_change("NEW", 1)],
+        ),
+        _Trigger(
+            "fv_traces_cost_ai",
+            TRACES,
+            "INSERT",
+            "NEW.session_id IS NOT NULL",
+            [_trace_change("NEW", 1)],
+        ),
+        _Trigger(
+            "fv_traces_cost_ad",
+            TRACES,
+            "DELETE",
+            "OLD.session_id IS NOT NULL",
+            [_trace_change("OLD", -1)],
+        ),
+        _Trigger(
+            "fv_traces_cost_au",
+            TRACES,
+            "UPDATE OF session_id, trace_id",
+            moved,
+            [_trace_change("OLD", -1), _trace_change("NEW", 1)],
+        ),
+    ]
+
+
+def create_costs(connection: BaseDatabaseWrapper) -> None:
+    """Add the cost columns, their sort index and triggers, and fill them (migration 0011)."""
+    vendor = connection.vendor
+    statements = list(_COST_COLUMNS[vendor])
+    statements.append(_SORT_INDEX[vendor].format(c="cost_nanos"))
+    for trigger in _cost_triggers(vendor):
+        statements += _trigger_ddl(vendor, trigger)
+    if vendor == "postgresql":  # TRUNCATE fires no row trigger: count again from scratch
+        statements.append(
+            "CREATE OR REPLACE FUNCTION fv_cost_truncated() RETURNS trigger LANGUAGE plpgsql "
+            f"AS $fv$\nBEGIN\n{_cost_recount(f'{SUMMARIES}.session_id', traced_only=False)};\n"
+            "RETURN NULL;\nEND\n$fv$"
+        )
+        for table in (TRACES, SPANS):
+            statements += [
+                f"DROP TRIGGER IF EXISTS fv_cost_truncated ON {table}",
+                f"CREATE TRIGGER fv_cost_truncated AFTER TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION fv_cost_truncated()",
+            ]
+    statements.append(_cost_recount(f"{SUMMARIES}.session_id"))
+    _run(connection, statements)
+
+
+def drop_costs(connection: BaseDatabaseWrapper) -> None:
+    """Remove what :func:`create_costs` made."""
+    vendor = connection.vendor
+    statements: list[str] = []
+    for trigger in _cost_triggers(vendor):
+        statements += _drop_ddl(vendor, trigger)
+    if vendor == "postgresql":
+        statements += [f"DROP TRIGGER IF EXISTS fv_cost_truncated ON {t}" for t in (TRACES, SPANS)]
+        statements.append("DROP FUNCTION IF EXISTS fv_cost_truncated()")
+    statements.append("DROP INDEX IF EXISTS fv_summary_cost_nanos")
+    statements += [
+        f"ALTER TABLE {SUMMARIES} DROP COLUMN {column}"
+        for column in ("cost_nanos", "model_calls", "unpriced_calls")
+    ]
+    _run(connection, statements)
+
+
 # ---- Entry points -------------------------------------------------------------------------------
 
 
@@ -758,7 +942,8 @@ def kept(connection: BaseDatabaseWrapper) -> dict[str, list[tuple[Any, ...]]]:
 
 _SNAPSHOT = {
     SUMMARIES: "SELECT session_id, title_message_id, title_seq, title_key, turn_count, "
-    "branch_count, branched, total_tokens, day, tools FROM {t} ORDER BY session_id",
+    "branch_count, branched, total_tokens, day, cost_nanos, model_calls, unpriced_calls, "
+    "tools FROM {t} ORDER BY session_id",
     SESSION_TOOLS: "SELECT session_id, tool_name, branched, day FROM {t} ORDER BY 1, 2",
     TOOLS: "SELECT tool_name, sessions FROM {t} WHERE sessions <> 0 ORDER BY 1",
     COUNTS: "SELECT tool, branched, day, n FROM {t} WHERE n <> 0 ORDER BY 1, 2, 3",

@@ -33,7 +33,14 @@ from .exchange import CONTENT_TYPES, EXTENSIONS, FORMATS, export_chunks
 from .models import MAIN_BRANCH, AgentSession
 from .permissions import reviewer_required
 
-__all__ = ["BLOCK_BYTES", "SPOOL_MAX_BYTES", "session_export", "spool", "stream_spooled"]
+__all__ = [
+    "BLOCK_BYTES",
+    "SPOOL_MAX_BYTES",
+    "session_export",
+    "spool",
+    "spooled_response",
+    "stream_spooled",
+]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Exports up to this size are answered from memory; bigger ones from a temporary file.
@@ -104,16 +111,23 @@ def session_export(request: HttpRequest, session_id: str, fmt: str) -> HttpRespo
         body, size = spool(export_chunks(session_id=session_id, fmt=fmt, branch_id=branch_id))
     except AgentSession.DoesNotExist as exc:
         raise Http404("No such session") from exc
-    response: HttpResponseBase
-    if isinstance(body, bytes):
-        response = HttpResponse(body, content_type=CONTENT_TYPES[fmt])
-    else:
-        blocks = _blocks_async(body) if isinstance(request, ASGIRequest) else _blocks(body)
-        response = StreamingHttpResponse(blocks, content_type=CONTENT_TYPES[fmt])
-        response["Content-Length"] = str(size)
+    response = spooled_response(body, size, request, content_type=CONTENT_TYPES[fmt])
     response["Content-Disposition"] = (
         f'attachment; filename="{_filename(session_id, branch_id, fmt)}"'
     )
+    return response
+
+
+def spooled_response(
+    body: bytes | IO[bytes], size: int, request: HttpRequest, *, content_type: str
+) -> HttpResponseBase:
+    """The response for what :func:`spool` returned: the bytes whole, or the spooled file
+    streamed in blocks (async iterators under ASGI) with its ``Content-Length``."""
+    if isinstance(body, bytes):
+        return HttpResponse(body, content_type=content_type)
+    blocks = _blocks_async(body) if isinstance(request, ASGIRequest) else _blocks(body)
+    response = StreamingHttpResponse(blocks, content_type=content_type)
+    response["Content-Length"] = str(size)
     return response
 
 

@@ -125,3 +125,10 @@ def test_tracing_bench_quick_prints_tables(tmp_path: Path) -> None:
     assert "every forkview run's trace stored" in out
     _met, total = _targets(out)
     assert total >= 3, total
+
+
+def test_insights_bench_quick_prints_tables(tmp_path: Path) -> None:
+    out = _run_quick("insights_bench.py", tmp_path)
+    assert "== /insights/: page views over 30 / 90 / 365 days" in out
+    _met, total = _targets(out)
+    assert total >= 2, total

@@ -23,7 +23,8 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from .. import items
+from .. import classify, items
+from ..models import MAIN_BRANCH, MessageStructure, ToolSessions
 
 __all__ = [
     "PREVIEW_LENGTH",
@@ -187,9 +188,101 @@ class SessionFilter(admin.SimpleListFilter):
         return queryset.filter(session_id=value) if value else queryset
 
 
-def label_filters(prefix: str) -> list[tuple[str, type[admin.AllValuesFieldListFilter]]]:
-    """Filters by the structure rows' branch, message type and tool (``prefix`` reaches them)."""
+#: The message types offered when no session is chosen (any other is one click away on a
+#: session's list, or typed into the URL): a fixed list, so the filter costs no query.
+COMMON_MESSAGE_TYPES = (
+    "user",
+    "assistant",
+    "reasoning",
+    "function_call",
+    "function_call_output",
+    *(t for t in classify.TOOL_CALL_TYPES if t not in ("function_call", "tool_call")),
+)
+#: The most tool names offered (the most used first, from ``forkview_tools``).
+MAX_TOOL_OPTIONS = 100
+
+
+class _LabelFilter(admin.SimpleListFilter):
+    """A structure-row label (branch, message type, tool), with options that cost a bounded
+    query whatever the size of the database: Django's ``AllValuesFieldListFilter`` reads
+    ``SELECT DISTINCT`` over every structure row on every page of the list.
+
+    ``field``: the structure row's column; ``via``: how the list's rows reach their structure
+    rows (``""``: they are structure rows; else the column of ``MessageStructure`` that points
+    at them, matched with ``pk__in``, so no join multiplies the rows).
+    """
+
+    field = ""
+    via = ""
+
+    def _session(self, request: HttpRequest) -> str:
+        return str(request.GET.get(SessionFilter.parameter_name) or "")
+
+    def options(self, request: HttpRequest) -> list[str]:
+        raise NotImplementedError
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        values = list(dict.fromkeys(self.options(request)))
+        current = self.value()
+        if current and current not in values:
+            values.append(current)
+        return [(value, value) for value in values]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if not value:
+            return queryset
+        if not self.via:
+            return queryset.filter(**{self.field: value})
+        rows = MessageStructure.objects.filter(**{self.field: value}).values(self.via)
+        return queryset.filter(pk__in=rows)
+
+    def _in_session(self, request: HttpRequest) -> list[str] | None:
+        """The values of the chosen session's rows (one indexed query), or None."""
+        session = self._session(request)
+        if not session:
+            return None
+        rows = MessageStructure.objects.filter(session_id=session).exclude(**{self.field: None})
+        return sorted(rows.order_by().values_list(self.field, flat=True).distinct()[:500])
+
+
+class BranchFilter(_LabelFilter):
+    title = "branch"
+    field = "branch_id"
+
+    def options(self, request: HttpRequest) -> list[str]:
+        return self._in_session(request) or [MAIN_BRANCH]
+
+
+class MessageTypeFilter(_LabelFilter):
+    title = "message type"
+    field = "message_type"
+
+    def options(self, request: HttpRequest) -> list[str]:
+        found = self._in_session(request)
+        return found if found is not None else list(COMMON_MESSAGE_TYPES)
+
+
+class ToolFilter(_LabelFilter):
+    title = "tool"
+    field = "tool_name"
+
+    def options(self, request: HttpRequest) -> list[str]:
+        found = self._in_session(request)
+        if found is not None:
+            return [name for name in found if name]
+        rows = ToolSessions.objects.filter(sessions__gt=0).order_by("-sessions", "tool_name")
+        return list(rows.values_list("tool_name", flat=True)[:MAX_TOOL_OPTIONS])
+
+
+def label_filters(prefix: str, via: str = "") -> list[type[_LabelFilter]]:
+    """Filters by the structure rows' branch, message type and tool, with the query
+    parameters ``<prefix>branch_id`` etc. (``via``: see :class:`_LabelFilter`)."""
     return [
-        (f"{prefix}{name}", admin.AllValuesFieldListFilter)
-        for name in ("branch_id", "message_type", "tool_name")
+        type(
+            f"{base.__name__}For{via.title().replace('_', '') or 'Rows'}",
+            (base,),
+            {"parameter_name": f"{prefix}{base.field}", "via": via},
+        )
+        for base in (BranchFilter, MessageTypeFilter, ToolFilter)
     ]

@@ -71,9 +71,8 @@ class AgentMessageAdmin(PopDeleteAdmin[AgentMessage]):
     form = AgentMessageForm
     list_display = ("id", "session_link_col", "kind", "tool", "preview", "created_at")
     list_display_links = ("id",)
-    list_filter = (SessionFilter, *label_filters("structure__"), "created_at")
+    list_filter = (SessionFilter, *label_filters("structure__", via="message_id"), "created_at")
     search_fields = ("=session__session_id", "message_data")
-    date_hierarchy = "created_at"
     fields = ("id", "session_col", "created_at", "structure_rows", "message_data")
     readonly_fields = ("id", "session_col", "created_at", "structure_rows")
     list_select_related = False
@@ -159,7 +158,6 @@ class MessageStructureAdmin(PopDeleteAdmin[MessageStructure]):
     )
     list_filter = (SessionFilter, *label_filters(""), "created_at")
     search_fields = ("=session__session_id", "message__message_data")
-    date_hierarchy = "created_at"
     ordering = ("session", "sequence_number")
     fields = (
         "session_col",

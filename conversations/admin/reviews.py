@@ -8,7 +8,10 @@ keeps its kind and whatever its stored scores need (their range, their labels' p
 definition in use cannot be deleted (``PROTECT``): the page says so and offers archiving.
 
 Annotations are read-only here: an annotation is changed by its author on the review pages
-or through the API (``reviews.annotation_update``), where the authorship rule holds.
+or through the API (``reviews.annotation_update``), where the authorship rule holds. Staff who
+may moderate (``permissions.can_moderate``) may delete them here, one by one or with the
+"delete selected" action; each delete goes through ``reviews.annotation_delete`` (audited, the
+moderator as actor, with the reason typed on the confirmation page).
 
 A new API token is shown once, on the page answering the form (never stored, never put in a
 message cookie or the session); only its digest is kept, and the digest is never displayed.
@@ -21,6 +24,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Count, Max, Min, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -37,6 +41,7 @@ from ..models import (
     ScoreKind,
     SessionReview,
 )
+from ..permissions import can_moderate
 from .base import ModelAdmin, ModelForm
 from .display import change_url, changelist_url, link, local_datetime, session_link
 
@@ -217,7 +222,8 @@ class _ReadOnly:
 
 
 class AnnotationAdmin(_ReadOnly, ModelAdmin[Annotation]):
-    """Every score, comment and tag; changed by their authors on the review pages."""
+    """Every score, comment and tag; changed by their authors on the review pages; deleted
+    here by moderators (through ``reviews.annotation_delete``: audited, with a reason)."""
 
     list_display = (
         "kind",
@@ -251,6 +257,40 @@ class AnnotationAdmin(_ReadOnly, ModelAdmin[Annotation]):
     @admin.display(description="session", ordering="session_id")
     def session_col(self, obj: Annotation) -> SafeString:
         return session_link(obj.session_id)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return can_moderate(request.user)
+
+    def _reason(self, request: HttpRequest) -> str:
+        return str(request.POST.get("reason", ""))[: reviews.MAX_REASON_CHARS + 1]
+
+    def delete_model(self, request: HttpRequest, obj: Annotation) -> None:
+        try:
+            reviews.annotation_delete(
+                user=request.user, annotation_id=obj.pk, reason=self._reason(request)
+            )
+        except reviews.AnnotationMissing:
+            pass  # deleted meanwhile: what the operator asked for
+        except reviews.ReviewError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Annotation]) -> None:
+        # The "delete selected" action: no reason asked (the single delete page asks one).
+        for pk in list(queryset.values_list("pk", flat=True)):
+            try:
+                reviews.annotation_delete(user=request.user, annotation_id=pk)
+            except reviews.AnnotationMissing:
+                continue
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), "max_reason": reviews.MAX_REASON_CHARS}
+        try:
+            return super().delete_view(request, object_id, context)
+        except ValidationError as exc:  # a reason that cannot be stored: back to the form
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
 
     @admin.display(description="on", ordering="session_id")
     def target_col(self, obj: Annotation) -> SafeString:

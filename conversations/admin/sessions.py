@@ -26,6 +26,7 @@ from ..models import (
     BranchReservation,
     MessageStructure,
     SessionClearGeneration,
+    SessionSummary,
     TurnUsage,
 )
 from .base import TabularInline
@@ -35,6 +36,7 @@ from .display import (
     export_url,
     fragment,
     item_preview,
+    label_filters,
     link,
     local_datetime,
     review_url,
@@ -88,6 +90,23 @@ class MessageInline(TabularInline[AgentMessage, AgentSession]):
         return item_preview(obj.message_data)
 
 
+class BranchedFilter(admin.SimpleListFilter):
+    """Sessions with more than one branch, or with one: the session summaries' ``branched``
+    (kept by triggers), so no page of the list reads the structure rows."""
+
+    title = "branches"
+    parameter_name = "branched"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("1", "more than one"), ("0", "one")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() not in ("0", "1"):
+            return queryset
+        summaries = SessionSummary.objects.filter(branched=int(self.value() or 0))
+        return queryset.filter(pk__in=summaries.values("session_id"))
+
+
 class AgentSessionAdmin(SessionPagesAdmin):
     list_display = (
         "session_id",
@@ -97,9 +116,12 @@ class AgentSessionAdmin(SessionPagesAdmin):
         "updated_at",
         "review_link",
     )
-    list_filter = (("structure__branch_id", admin.AllValuesFieldListFilter), "updated_at")
+    list_filter = (
+        BranchedFilter,
+        *label_filters("structure__", via="session_id")[::2],  # branch and tool
+        "updated_at",
+    )
     search_fields = ("session_id", "messages__message_data")
-    date_hierarchy = "updated_at"
     fields = (
         "session_id",
         "created_at",

@@ -19,13 +19,17 @@ from django.utils.safestring import SafeString
 from .. import services
 from ..models import MessageStructure, TurnUsage
 from .base import ModelAdmin, ModelForm
-from .display import SessionFilter, changelist_link, column, session_link
+from .display import SessionFilter, changelist_link, column, label_filters, session_link
 from .forms import USAGE_NUMBER_FIELDS, TurnUsageForm
 
 __all__ = ["TurnUsageAdmin"]
 
 #: The fields that say which turn a row belongs to (read-only once the row exists).
 TURN_FIELDS = ("session_col", "branch_id", "user_turn_number", "turn_rows")
+
+
+#: The usage rows' own branch column, with the branch filter's bounded options.
+UsageBranchFilter = label_filters("")[0]
 
 
 class TurnUsageAdmin(ModelAdmin[TurnUsage]):
@@ -40,9 +44,8 @@ class TurnUsageAdmin(ModelAdmin[TurnUsage]):
         column("output_tokens", "output"),
         column("total_tokens", "total"),
     )
-    list_filter = (SessionFilter, ("branch_id", admin.AllValuesFieldListFilter), "created_at")
+    list_filter = (SessionFilter, UsageBranchFilter, "created_at")
     search_fields = ("=session__session_id",)
-    date_hierarchy = "created_at"
     raw_id_fields = ("session",)
     show_full_result_count = False
 

@@ -70,6 +70,7 @@ from django.utils.dateparse import parse_datetime
 
 from .. import classify, items, reviews, trace_import, writes
 from ..models import (
+    SPAN_FIELDS,
     AgentMessage,
     AgentSession,
     AgentSpan,
@@ -331,22 +332,7 @@ TRACE_KEYS = (
     "ended_at",
     "spans",
 )
-SPAN_KEYS = (
-    "span_id",
-    "parent_id",
-    "kind",
-    "name",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "error",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "data",
-)
+SPAN_KEYS = SPAN_FIELDS  # the span fields, in their order
 
 
 def _sorted_keys(value: Any) -> Any:

@@ -1,8 +1,10 @@
 """Annotations (scores, comments, tags) of a session, and the score definitions.
 
-Reads: everyone who may view. Writes: the annotate permission; changing or deleting an
-annotation: only its author (``conversations.reviews`` says so: 403). Every write goes through
-``conversations.reviews`` (validation, the audit trail); its refusals are 400 with the field.
+Reads: everyone who may view. Writes: the annotate permission; changing an annotation: only
+its author; deleting it: its author or a moderator (``permissions.can_moderate``; audited with
+the moderator as actor and an optional ``reason``); ``conversations.reviews`` decides (403).
+Every write goes through ``conversations.reviews`` (validation, the audit trail); its refusals
+are 400 with the field.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import Router, Status
+from ninja.errors import AuthorizationError
 from ninja.params.functions import Path, Query
 
 from conversations import reviews
 from conversations.models import AgentSession, Annotation, ScoreDefinition
+from conversations.permissions import can_annotate, can_moderate
 from conversations.reviews import AnnotationMissing, ReviewError, Target
 
-from .auth import require_annotator
+from .auth import CANNOT_ANNOTATE, require_annotator
 from .errors import NO_SESSION, ApiError, checked_text
 from .schemas import (
     MAX_NUMBER,
@@ -71,6 +75,15 @@ def _refused(exc: ReviewError) -> ApiError:
     if exc.field == "session_id":
         return ApiError(404, str(exc), field="session_id")
     return ApiError(400, str(exc), field=exc.field)
+
+
+def require_deleter(request: HttpRequest) -> Any:
+    """The calling user if they may delete annotations: their own (an annotator) or anyone's
+    (a moderator); else the 403 of ``require_annotator``."""
+    user = getattr(request, "auth", None)
+    if not (can_annotate(user) or can_moderate(user)):
+        raise AuthorizationError(403, CANNOT_ANNOTATE)
+    return user
 
 
 def _fetched(annotation_id: int) -> Annotation:
@@ -213,15 +226,25 @@ def annotation_update(
 
 @router.delete(
     "/annotations/{annotation_id}/",
-    response={204: None, **_ERRORS},
-    summary="Delete your annotation",
+    response={204: None, 400: Error, **_ERRORS},
+    summary="Delete your annotation (or, as a moderator, anyone's)",
     operation_id="annotation_delete",
 )
-def annotation_delete(request: HttpRequest, annotation_id: int = AnnotationId) -> HttpResponse:
-    """Only its author may (403 otherwise), with the annotate permission."""
-    user = require_annotator(request)
+def annotation_delete(
+    request: HttpRequest,
+    annotation_id: int = AnnotationId,
+    reason: str = Query(
+        "",
+        max_length=reviews.MAX_REASON_CHARS,
+        description="Why a moderator deletes someone else's annotation (optional; audited).",
+    ),
+) -> HttpResponse:
+    """Its author may (with the annotate permission), and so may a moderator (the
+    ``conversations.delete_annotation`` permission, with view): the audit trail records the
+    moderator and the ``reason``. Anyone else: 403."""
+    user = require_deleter(request)
     try:
-        reviews.annotation_delete(user=user, annotation_id=annotation_id)
+        reviews.annotation_delete(user=user, annotation_id=annotation_id, reason=reason)
     except ReviewError as exc:
         raise _refused(exc) from exc
     return HttpResponse(status=204)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field
 
+from conversations.costs import CostTotal, describe
 from conversations.reviews import MAX_BODY_CHARS, MAX_TAG_CHARS
 
 __all__ = [
@@ -74,6 +75,11 @@ class SessionOut(Schema):
     turns: int
     branches: int
     total_tokens: int
+    cost: CostTotalOut | None = Field(
+        None,
+        description="What the session's traced model calls cost (every branch, as recorded); "
+        "null when no model call was traced.",
+    )
     created_at: datetime | None
     updated_at: datetime | None
     url: str = Field(description="The session's review page.")
@@ -303,6 +309,17 @@ class CostTotalOut(Schema):
     unpriced: int = Field(description="Model calls with no known price (not in usd).")
     free: int
     text: str = Field(description='"$0.0042", "$0.01 (1 no price)", "free", "no price", "".')
+
+
+def cost_total_out(summed: CostTotal) -> dict[str, Any]:
+    """A :class:`CostTotal` as :class:`CostTotalOut` says."""
+    return {
+        "usd": str(summed.usd),
+        "priced": summed.priced,
+        "unpriced": summed.unpriced,
+        "free": summed.free,
+        "text": describe(summed),
+    }
 
 
 class SpanOut(Schema):

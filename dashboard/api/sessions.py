@@ -7,21 +7,18 @@ own counts, plus authentication). Ids arrive decoded (:mod:`.paths`).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import date
-from typing import IO, Any
+from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
-from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from ninja import Router
 from ninja.params.functions import Path, Query
 
 from conversations.exchange import CONTENT_TYPES, export_chunks
 from conversations.models import MAIN_BRANCH, AgentSession, SessionReview
 from conversations.reviews import ReviewError, review_status_set
-from conversations.views import BLOCK_BYTES, spool
+from conversations.views import spool, spooled_response
 from dashboard.review import selectors
 
 from .auth import require_annotator
@@ -35,6 +32,7 @@ from .schemas import (
     TurnPage,
     UsageOut,
     ValidationErrors,
+    cost_total_out,
 )
 
 __all__ = ["TURNS_PER_PAGE", "router"]
@@ -76,7 +74,7 @@ def sessions_list(
     sort: str = Query(
         selectors.DEFAULT_SORT,
         pattern=_SORT_PATTERN,
-        description="A column (title, turns, branches, tokens, updated, created), "
+        description="A column (title, turns, branches, tokens, cost, updated, created), "
         "'-' first for descending.",
     ),
     page: int = Query(1, ge=1, le=MAX_NUMBER, description="Clamped to the last page."),
@@ -100,6 +98,7 @@ def sessions_list(
                 "turns": row.turns,
                 "branches": row.branches,
                 "total_tokens": row.total_tokens,
+                "cost": cost_total_out(row.cost) if row.cost is not None else None,
                 "created_at": row.created_at,
                 "updated_at": row.updated_at,
                 "url": row.url,
@@ -111,21 +110,6 @@ def sessions_list(
         "total": listing.total,
         "sort": listing.sort,
     }
-
-
-def _blocks(file: IO[bytes]) -> Iterator[bytes]:
-    with file:
-        while block := file.read(BLOCK_BYTES):
-            yield block
-
-
-async def _blocks_async(file: IO[bytes]) -> AsyncIterator[bytes]:
-    read = sync_to_async(file.read, thread_sensitive=False)
-    try:
-        while block := await read(BLOCK_BYTES):
-            yield block
-    finally:
-        file.close()
 
 
 @router.get(
@@ -141,12 +125,7 @@ def session_get(request: HttpRequest, session_id: str = SessionId) -> HttpRespon
         body, size = spool(export_chunks(session_id=session_id, fmt="json"))
     except AgentSession.DoesNotExist as exc:
         raise ApiError(404, NO_SESSION, field="session_id") from exc
-    if isinstance(body, bytes):
-        return HttpResponse(body, content_type=CONTENT_TYPES["json"])
-    blocks = _blocks_async(body) if isinstance(request, ASGIRequest) else _blocks(body)
-    response = StreamingHttpResponse(blocks, content_type=CONTENT_TYPES["json"])
-    response["Content-Length"] = str(size)
-    return response
+    return spooled_response(body, size, request, content_type=CONTENT_TYPES["json"])
 
 
 def _turn_out(turn: selectors.Turn) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The turn is read from the branch that wrote it (``BranchTree.owner``, as its usa
 turn a branch shares with its parent answers the parent's trace. An unknown session, branch or
 turn is 404; a turn that exists but was recorded without a trace (an SDK file, an import, a
 run without the processor) is 200 with ``traced: false``, ``traces: []`` and a ``note``: the
-turn is there, it just has nothing traced. Costs come from ``conversations.costs``.
+turn is there, it just has nothing traced. Costs are the ones recorded with each model span
+(``AgentSpan.cost_nanos``).
 
 Queries: the branch tree (2-3), the turn's traces (1), their spans (1, none without traces),
 whatever the size of the session or of the trace.
@@ -21,12 +22,12 @@ from django.http import HttpRequest
 from ninja import Router
 from ninja.params.functions import Path
 
-from conversations.costs import Cost, CostTotal, describe, response_cost, total
-from conversations.models import AgentSpan, AgentTrace, SpanKind
+from conversations.costs import Cost, describe, stored_cost, total
+from conversations.models import MODEL_SPAN_KINDS, SPAN_FIELDS, AgentSpan, AgentTrace
 from dashboard.review import selectors
 
 from .errors import NO_BRANCH, NO_SESSION, ApiError
-from .schemas import MAX_NUMBER, Error, TurnTraceOut, ValidationErrors
+from .schemas import MAX_NUMBER, Error, TurnTraceOut, ValidationErrors, cost_total_out
 
 __all__ = ["MAX_SPANS", "NO_TRACE", "NO_TURN", "router"]
 
@@ -42,24 +43,7 @@ NO_TRACE = (
     "Forkview's trace processor)."
 )
 
-_MODEL_CALLS = frozenset({SpanKind.RESPONSE, SpanKind.GENERATION})
-_SPAN_FIELDS = (
-    "span_id",
-    "trace_id",
-    "parent_id",
-    "kind",
-    "name",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "error",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "data",
-)
+_SPAN_FIELDS = (*SPAN_FIELDS, "trace_id", "cost_nanos")
 
 
 def _cost_out(cost: Cost) -> dict[str, Any]:
@@ -72,14 +56,7 @@ def _cost_out(cost: Cost) -> dict[str, Any]:
 
 
 def _total_out(costs: Iterable[Cost]) -> dict[str, Any]:
-    summed: CostTotal = total(costs)
-    return {
-        "usd": str(summed.usd),
-        "priced": summed.priced,
-        "unpriced": summed.unpriced,
-        "free": summed.free,
-        "text": describe(summed),
-    }
+    return cost_total_out(total(costs))
 
 
 def _ms(start: datetime | None, end: datetime | None) -> float | None:
@@ -102,8 +79,8 @@ def turn_trace_get(
 ) -> dict[str, Any]:
     """The traces of turn ``n`` of the branch (usually one: the run that answered it), each
     with its spans (the tree by ``parent_id``; times, durations, errors, model and tokens,
-    data) and the cost of its model calls. A turn recorded without a trace answers
-    ``traced: false`` and no traces."""
+    data) and the cost of its model calls (as recorded with each span). A turn recorded
+    without a trace answers ``traced: false`` and no traces."""
     try:
         tree = selectors.branch_tree_get(session_id=session_id)
         node = tree.node(branch_id)
@@ -135,15 +112,9 @@ def turn_trace_get(
         span = dict(zip(_SPAN_FIELDS, row, strict=True))
         trace_id = span.pop("trace_id")
         cost = None
-        if span["kind"] in _MODEL_CALLS:
-            cost = response_cost(
-                model=span["model"],
-                input_tokens=span["input_tokens"],
-                output_tokens=span["output_tokens"],
-                cached_input_tokens=span["cached_input_tokens"],
-                reasoning_tokens=span["reasoning_tokens"],
-                at=span["started_at"],
-            )
+        cost_nanos = span.pop("cost_nanos")
+        if span["kind"] in MODEL_SPAN_KINDS:
+            cost = stored_cost(span["model"], cost_nanos)
             costs[trace_id].append(cost)
         span["cost"] = None if cost is None else _cost_out(cost)
         spans[trace_id].append(span)

@@ -39,6 +39,7 @@ from openai.types.responses.response_reasoning_item import ResponseReasoningItem
 
 from conversations import reviews
 from conversations.models import (
+    AgentMessage,
     AgentSession,
     AgentSpan,
     AgentTrace,
@@ -591,9 +592,67 @@ async def _seed_missing() -> list[str]:
     return created
 
 
+#: session -> (days ago of its first row, of its last): the demo spreads over two weeks, so
+#: the list's dates, the insights' days and the traces look like a team's history.
+AGES: dict[str, tuple[float, float]] = {
+    "demo/trip-planning": (12.6, 11.9),
+    "demo/support order A-10442": (9.4, 9.3),
+    "demo/research-rag": (6.2, 5.1),
+    "demo/weather-café ☕": (3.5, 2.8),
+    "demo/math-homework": (1.3, 0.9),
+    LONG_SESSION_ID: (13.8, 0.05),
+}
+
+
+def _backdate(session_id: str, now: datetime) -> None:
+    """Spread a freshly written demo session's messages over its :data:`AGES` (in sequence
+    order: its branches keep their order), as plain updates of the timestamps (the summary
+    triggers follow, as for any writer)."""
+    first, last = AGES.get(session_id, (0.0, 0.0))
+    rows = list(
+        MessageStructure.objects.for_session(session_id)
+        .order_by("sequence_number", "id")
+        .only("id", "message_id", "branch_id", "user_turn_number", "created_at")
+    )
+    if not rows:
+        return
+    start = now - timedelta(days=first)
+    distinct = len({row.message_id for row in rows})
+    step = timedelta(days=first - last) / max(distinct - 1, 1)
+    messages: dict[int, datetime] = {}
+    turns: dict[tuple[str, int | None], datetime] = {}
+    clock = start
+    for row in rows:
+        # A new message moves the clock on; a row copied into a branch (a message already
+        # seen) is stamped when the branch was made, the clock as it stands.
+        if row.message_id not in messages:
+            clock = (start + step * len(messages)).replace(microsecond=0)
+            messages[row.message_id] = clock
+        row.created_at = clock
+        turns[(row.branch_id, row.user_turn_number)] = clock
+    with transaction.atomic():
+        MessageStructure.objects.bulk_update(rows, ["created_at"], batch_size=500)
+        stored = list(AgentMessage.objects.filter(id__in=list(messages)).only("id"))
+        for message in stored:
+            message.created_at = messages[message.id]
+        AgentMessage.objects.bulk_update(stored, ["created_at"], batch_size=500)
+        usages = list(
+            TurnUsage.objects.for_session(session_id).only("id", "branch_id", "user_turn_number")
+        )
+        for usage in usages:
+            usage.created_at = turns.get((usage.branch_id, usage.user_turn_number), start)
+        TurnUsage.objects.bulk_update(usages, ["created_at"], batch_size=500)
+        AgentSession.objects.filter(session_id=session_id).update(
+            created_at=rows[0].created_at, updated_at=rows[-1].created_at
+        )
+
+
 def seed_sessions() -> list[str]:
     """Write every demo session that does not exist yet; return the ids written."""
     created = asyncio.run(_seed_missing())
+    now = datetime.now(tz=UTC)
+    for session_id in created:
+        _backdate(session_id, now)
     seed_traces()
     return created
 

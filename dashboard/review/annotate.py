@@ -9,11 +9,14 @@ else a 403, an unknown one a 404. A successful write answers with the annotation
 re-rendered pieces of the page it changes (the target's score bar, the session summary, the
 branch's figures), so the page updates without a reload and with one renderer.
 
-The queue: ``/review/`` opens the oldest session that is assigned to me or to nobody and not
-reviewed (``reviews.review_next``), ``/review/next/`` (a POST: it may set the status of the
-session being left) moves on. Opening a session writes nothing (a GET never writes); the
-session becomes "in review" when its reviewer first scores, comments or tags it while it is
-unreviewed, or when they set the status.
+The queue: ``/review/`` (a GET: it writes nothing) is a start page whose form POSTs to
+``/review/next/``; that opens the oldest session that is assigned to me or to nobody and not
+reviewed, and claims it (``reviews.review_claim_next``: an unassigned session is assigned to
+me, atomically, so two reviewers get two different sessions; an assignee someone set is kept).
+``/review/next/`` with ``after`` (and maybe the ``status`` to give the session being left) moves
+on; a skip (no status) releases a session I had claimed from the queue
+(``reviews.review_release``). The session becomes "in review" when its reviewer first scores,
+comments or tags it while it is unreviewed, or when they set the status.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -32,7 +37,12 @@ from django.views.decorators.http import require_GET, require_POST
 from conversations import reviews
 from conversations.items import display_text, display_value
 from conversations.models import Annotation, AnnotationKind, ReviewStatus, SessionReview
-from conversations.permissions import annotator_required, reviewer_required
+from conversations.permissions import (
+    annotator_required,
+    can_annotate,
+    can_moderate,
+    reviewer_required,
+)
 from conversations.reviews import ReviewError, Target
 
 from .selectors.annotations import SessionAnnotations, session_annotations_get
@@ -297,16 +307,37 @@ def annotation_edit(
     return _answer(request, session_id, Target.of(annotation), annotation)
 
 
+def _deleter_required(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
+    """Anonymous -> the login page; neither an annotator nor a moderator -> 403 (as
+    ``annotator_required``); which of the two the delete needs is checked per annotation."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+        if not (can_annotate(request.user) or can_moderate(request.user)):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
 @require_POST
-@annotator_required
+@_deleter_required
 @_json_write
 def annotation_delete(
     request: HttpRequest, session_id: str, data: dict[str, Any], annotation_id: int
 ) -> JsonResponse:
-    """Delete my annotation (a comment, a tag, a score; 403 for someone else's)."""
-    own = _own(request, session_id, annotation_id)
-    target = Target.of(own)
-    reviews.annotation_delete(user=request.user, annotation_id=own.pk)
+    """Delete my annotation (a comment, a tag, a score; with the annotate permission), or, as a
+    moderator (``permissions.can_moderate``), someone else's: ``{"reason"?}`` (optional, kept
+    in the audit trail). Anyone else: 403, as before."""
+    annotation = Annotation.objects.filter(pk=annotation_id, session_id=session_id).first()
+    if annotation is None:
+        raise _Refused(_error(NO_ANNOTATION.format(id=annotation_id), None, 404))
+    mine = annotation.author_id is not None and annotation.author_id == request.user.pk
+    if not (can_annotate(request.user) if mine else can_moderate(request.user)):
+        raise _Refused(_error(FORBIDDEN, None, 403))
+    reason = _text(data, "reason", required=False) or ""
+    target = Target.of(annotation)
+    reviews.annotation_delete(user=request.user, annotation_id=annotation.pk, reason=reason)
     return _answer(request, session_id, target)
 
 
@@ -376,7 +407,7 @@ def annotations_get(request: HttpRequest, session_id: str) -> JsonResponse:
 
 def _queue_page(request: HttpRequest, *, ended: bool) -> HttpResponse:
     remaining = reviews.review_next(user=request.user) is not None
-    context = {"ended": ended, "remaining": remaining}
+    context = {"ended": ended, "remaining": remaining, "start": False}
     return HttpResponse(
         display_text(render_to_string("dashboard/review_queue.html", context, request))
     )
@@ -385,19 +416,26 @@ def _queue_page(request: HttpRequest, *, ended: bool) -> HttpResponse:
 @require_GET
 @annotator_required
 def queue_start(request: HttpRequest) -> HttpResponse:
-    """The oldest session of my queue (``?end=1``: the "end of the queue" page instead)."""
+    """The queue's start page: a form that opens (claims) the oldest session of my queue
+    (``queue_next`` without ``after``; the page's script submits it at once, Enter does without
+    scripts). A GET writes nothing. ``?end=1`` (or an empty queue): the "end of the queue" page.
+    """
     if request.GET.get("end") == "1":
         return _queue_page(request, ended=True)
-    session_id = reviews.review_next(user=request.user)
-    if session_id is None:
+    if reviews.review_next(user=request.user) is None:
         return _queue_page(request, ended=False)
-    return HttpResponseRedirect(queue_url(session_id))
+    return HttpResponse(
+        display_text(render_to_string("dashboard/review_queue.html", {"start": True}, request))
+    )
 
 
 @require_POST
 @annotator_required
 def queue_next(request: HttpRequest) -> HttpResponse:
-    """Leave session ``after`` (setting its ``status`` first, if given) for the next one."""
+    """Leave session ``after`` (setting its ``status`` first, if given) for the next one, which
+    is claimed (``reviews.review_claim_next``: assigned to me if it was unassigned). Skipping
+    (no ``status``) a session I had claimed from the queue releases it
+    (``reviews.review_release``)."""
     after = request.POST.get("after", "")
     status = request.POST.get("status", "")
     if status:
@@ -406,7 +444,9 @@ def queue_next(request: HttpRequest) -> HttpResponse:
         except ReviewError as exc:
             code = 404 if exc.field == "session_id" else 400
             return HttpResponse(str(exc), status=code, content_type="text/plain; charset=utf-8")
-    session_id = reviews.review_next(user=request.user, after=after or None)
+    elif after:
+        reviews.review_release(user=request.user, session_id=after)
+    session_id = reviews.review_claim_next(user=request.user, after=after or None)
     if session_id is None:
         return HttpResponseRedirect(reverse("review_queue") + "?end=1", status=303)
     return HttpResponseRedirect(queue_url(session_id), status=303)

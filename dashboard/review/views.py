@@ -135,6 +135,7 @@ def session_detail(request: HttpRequest, session_id: str) -> HttpResponse:
         "detail": detail,
         "turn_rows": _turn_rows(traces, detail.page),
         "branch_costs": traces.branch_costs(),
+        "session_cost": traces.session_cost_text,
         "trace_url": reverse("session_trace", kwargs={"session_id": session_id}),
         "chat_url": _chat_url_for(request, session_id, branch_id),
         "compare_url": compare_url(session_id, other, branch_id) if other else None,

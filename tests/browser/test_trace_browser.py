@@ -108,3 +108,33 @@ def test_a_turn_without_a_trace_says_so(live_server, page, viewer, seeded):
     page.goto(live_server.url + session_url("demo/math-homework", "main"))
     assert page.locator("#turn-2 .trace-none").inner_text() == "no trace"
     assert page.locator("#turn-1 details.turn-trace").count() == 1
+
+
+def test_the_session_list_sorts_and_filters_by_cost(live_server, page, viewer, seeded):
+    """The Cost column: a click on its header sorts by it (most expensive first), the cost
+    range narrows the list, and the figures are the summaries' (dollars)."""
+    from conversations.models import SessionSummary
+
+    browser_login(page, live_server.url, viewer)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(live_server.url + "/")
+    page.get_by_role("link", name="Cost").click()  # descending first, as every column
+    page.wait_for_url("**sort=-cost**")
+    rows = page.locator("tr.session-row")
+    shown = [rows.nth(i).get_attribute("data-session") for i in range(rows.count())]
+    expected = list(
+        SessionSummary.objects.order_by("-cost_nanos", "-session_id").values_list(
+            "session_id", flat=True
+        )
+    )
+    assert shown == expected and len(shown) >= 5
+    cells = [c.strip() for c in page.locator("td.cost-cell").all_inner_texts()]
+    assert all(c.startswith("$") for c in cells), cells
+    page.fill("#cost_min", "0.01")
+    page.locator("#session-filters button[type=submit]").click()
+    page.wait_for_url("**cost_min=0.01**")
+    cheap = SessionSummary.objects.filter(cost_nanos__gte=10_000_000).count()
+    assert page.locator("tr.session-row").count() == cheap > 0
+    assert page.locator("#cost_min").input_value() == "0.01"
+    SHOTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(SHOTS / "list-cost.png"), full_page=True)

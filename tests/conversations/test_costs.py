@@ -34,16 +34,9 @@ from conversations.costs import (
     span_cost,
     total,
 )
-from conversations.models import AgentSpan, AgentTrace
+from conversations.models import AgentSpan, AgentTrace, SessionSummary
 from conversations.session import DjangoSession
-from dashboard.review.selectors.costs import (
-    branch_cost,
-    cumulative_costs,
-    session_cost,
-    session_costs,
-    session_turn_costs,
-    turn_costs,
-)
+from dashboard.review.selectors.traces import SessionTraces, session_traces_get
 from dashboard.review.selectors.tree import branch_tree_get
 from tests.support.builders import trip_session
 
@@ -330,6 +323,24 @@ T5 = by_hand("o3", 2000, 300, 1000)
 T6 = by_hand("gpt-4o", 3000, 10)
 
 
+def _traces(session_id: str) -> SessionTraces:
+    return session_traces_get(tree=branch_tree_get(session_id=session_id))
+
+
+def turn_costs(session_id: str, branch_id: str) -> dict[int, CostTotal]:
+    traces = _traces(session_id)
+    last = traces.tree.nodes[branch_id].turns
+    return {n: traces.turn(branch_id, n).cost for n in range(1, last + 1)}
+
+
+def recorded(session_id: str) -> CostTotal:
+    """The session's recorded cost as its list summary keeps it (by triggers)."""
+    row = SessionSummary.objects.get(session_id=session_id)
+    return costs.recorded_total(
+        cost_nanos=row.cost_nanos, calls=row.model_calls, unpriced=row.unpriced_calls
+    )
+
+
 def test_turn_costs_follow_the_branch_path(traced_trip, settings):
     settings.FORKVIEW_DEFAULT_MODEL = ""
     main = turn_costs("trip", "main")
@@ -346,26 +357,24 @@ def test_turn_costs_follow_the_branch_path(traced_trip, settings):
 
 def test_branch_cost_counts_the_turns_since_the_fork(traced_trip, settings):
     settings.FORKVIEW_DEFAULT_MODEL = ""
-    assert branch_cost("trip", "bigger budget") == CostTotal(T5, 1, 0, 0, 0)
-    assert branch_cost("trip", "bigger budget", since_fork=False).usd == T1 + T5
-    assert branch_cost("trip", "tokyo/nikko").usd == T6
-    assert branch_cost("trip", "tokyo") == CostTotal(Decimal(0), 1, 0, 0, 1)
-    assert branch_cost("trip", "main") == CostTotal(T1, 2, 1, 0, 0)
-    lines = cumulative_costs("trip")
-    assert lines["bigger budget"][0] == (3, float(T1)) and lines["bigger budget"][-1][1] == float(
-        T1 + T5
-    )
+    traces = _traces("trip")
+    assert traces.branch_cost("bigger budget").since_fork == CostTotal(T5, 1, 0, 0, 0)
+    assert traces.path_cost("bigger budget").usd == T1 + T5
+    assert traces.branch_cost("tokyo/nikko").since_fork.usd == T6
+    assert traces.branch_cost("tokyo").since_fork == CostTotal(Decimal(0), 1, 0, 0, 1)
+    assert traces.branch_cost("main").since_fork == CostTotal(T1, 2, 1, 0, 0)
 
 
-def test_session_cost_sums_every_branch_once(traced_trip, settings):
-    settings.FORKVIEW_DEFAULT_MODEL = ""
-    assert session_cost("trip") == CostTotal(
-        T1 + T5 + T6, priced=5, unpriced=1, estimated=0, free=1
-    )
-    both = session_costs(["trip", "other", "nobody"])
-    assert both["trip"] == session_cost("trip")
-    assert both["other"].usd == by_hand("gpt-4o", 999_999, 999)
-    assert both["nobody"] == CostTotal(Decimal(0), 0, 0, 0, 0)
+def test_the_session_summary_keeps_the_recorded_cost_of_every_branch_once(traced_trip):
+    trip = recorded("trip")
+    assert trip == CostTotal(T1 + T5 + T6, priced=5, unpriced=1, estimated=0, free=0)
+    # The page's branch costs add up to the same sum.
+    traces = _traces("trip")
+    assert sum(b.since_fork.usd for b in traces.branch_costs()) == trip.usd
+    # A trace of a session that does not exist yet counts when the session arrives.
+    assert not SessionSummary.objects.filter(session_id="other").exists()
+    trip_session("other")
+    assert recorded("other") == CostTotal(by_hand("gpt-4o", 999_999, 999), 1, 0, 0, 0)
 
 
 def test_untraced_turns_are_estimated_with_the_default_model(traced_trip, settings):
@@ -376,9 +385,9 @@ def test_untraced_turns_are_estimated_with_the_default_model(traced_trip, settin
     assert main[5].count == 0
     assert main[1].estimated == 0 and main[2].unpriced == 1  # traced turns are never estimated
     assert turn_costs("trip", "tokyo")[4].count == 0  # traced without model calls: not estimated
-    whole = session_cost("trip")
+    traces = _traces("trip")
     # estimated: main 3, 4, 6; bigger budget 5 (tokyo 3/4, nikko 4, bb 4 and main 1/2 traced)
-    assert whole.estimated == 4
+    assert sum(b.since_fork.estimated for b in traces.branch_costs()) == 4
 
 
 @pytest.mark.parametrize("turns", [(1, 2), (3, 40)])
@@ -394,14 +403,49 @@ def test_the_selector_runs_a_constant_number_of_queries(db, settings, turns):
         _trace(f"s{n}", "sized", "main", n, ("response", "gpt-4o", 100, 10, 0))
     tree = branch_tree_get(session_id="sized")
     with CaptureQueriesContext(connection) as queries:
-        per_turn = session_turn_costs("sized")
-        turn_costs("sized", "main", tree=tree, costs=per_turn)
-        branch_cost("sized", "main", tree=tree, costs=per_turn)
-    assert len(queries) == 2, [q["sql"] for q in queries]
-    with CaptureQueriesContext(connection) as queries:
-        session_cost("sized")
-    assert len(queries) == 2
-    assert session_cost("sized").usd == count * by_hand("gpt-4o", 100, 10)
+        traces = session_traces_get(tree=tree)
+    assert len(queries) == 3, [q["sql"] for q in queries]  # traces, spans, estimates
+    traced = (count + 1) // 2
+    main = traces.branch_cost("main").since_fork
+    # every turn's usage is (100, 10): the traced ones recorded, the others estimated
+    assert (main.usd, main.priced, main.estimated) == (
+        count * by_hand("gpt-4o", 100, 10),
+        count,
+        count - traced,
+    )
+    assert recorded("sized").usd == traced * by_hand("gpt-4o", 100, 10)
+
+
+def test_prices_are_recorded_once_when_spans_are_written(db, settings):
+    """Every writer prices through the queryset: bulk_create, save; new prices apply to
+    spans written after, and ``reprice_spans`` applies them to what was recorded."""
+    from django.core.management import call_command
+
+    trip_session("trip")
+    _trace("t1", "trip", "main", 1, ("response", "acme-llm-7", 1000, 100, 0))
+    AgentSpan.objects.bulk_create(
+        [
+            AgentSpan(
+                span_id="b1",
+                trace_id="t1",
+                kind="generation",
+                model="gpt-4o",
+                input_tokens=2000,
+                output_tokens=20,
+                started_at=timezone.now(),
+            ),
+            AgentSpan(span_id="b2", trace_id="t1", kind="function", name="lookup"),
+        ]
+    )
+    stored = dict(AgentSpan.objects.values_list("span_id", "cost_nanos"))
+    assert stored == {"t1-0": None, "b1": costs.to_nanos(by_hand("gpt-4o", 2000, 20)), "b2": None}
+    assert recorded("trip") == CostTotal(by_hand("gpt-4o", 2000, 20), 1, 1, 0, 0)
+    settings.FORKVIEW_PRICES = {"acme-llm-7": {"input": 1, "output": 2}}
+    assert AgentSpan.objects.get(span_id="t1-0").cost_nanos is None  # recorded, not re-read
+    call_command("reprice_spans", verbosity=0)
+    acme = Decimal(1000 * 1 + 100 * 2) / M
+    assert AgentSpan.objects.get(span_id="t1-0").cost_nanos == costs.to_nanos(acme)
+    assert recorded("trip") == CostTotal(by_hand("gpt-4o", 2000, 20) + acme, 2, 0, 0, 0)
 
 
 def test_span_cost_prices_a_stored_span(db):
@@ -440,7 +484,21 @@ async def test_a_traced_run_costs_what_its_usage_says(install, settings):  # noq
     )
     per_turn = await sync_to_async(turn_costs)("priced-run", "main")
     assert per_turn == {1: CostTotal(expected, 3, 0, 0, 0)}
-    assert (await sync_to_async(session_cost)("priced-run")).usd == expected
+    assert (await sync_to_async(recorded)("priced-run")).usd == expected
 
 
 from tests.conversations.test_tracing import install  # noqa: E402,F401  (the fixture)
+
+
+def test_the_session_page_shows_the_branch_and_the_session_cost(
+    traced_trip, settings, reviewer_client
+):
+    from conversations.costs import describe
+    from dashboard.links import session_url
+
+    settings.FORKVIEW_DEFAULT_MODEL = ""
+    body = reviewer_client.get(session_url("trip", "tokyo/nikko")).content.decode()
+    whole = _traces("trip").session_cost
+    assert whole.usd == T1 + T5 + T6
+    assert 'id="branch-cost" title="Cost of this branch' in body
+    assert f"(session {describe(whole)})" in body

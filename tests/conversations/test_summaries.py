@@ -272,6 +272,7 @@ def test_the_migration_summarises_what_was_stored_before_it():
     """Rows written while no trigger existed (an SDK file before ``migrate``) are summarised
     by what migration 0006 runs."""
     with transaction.atomic():
+        summaries.drop_costs(connection)
         summaries.drop(connection)
     try:
         _plain_sql(
@@ -298,6 +299,7 @@ def test_the_migration_summarises_what_was_stored_before_it():
     finally:
         with transaction.atomic():
             summaries.create(connection)
+            summaries.create_costs(connection)
     assert_exact()
     (row,) = summaries.kept(connection)[summaries.SUMMARIES]
     assert row[3:8] == ("from before", 1, 1, 0, 12)
@@ -318,6 +320,144 @@ def test_truncate_starts_the_summaries_over():
     _plain_sql([("TRUNCATE turn_usage", [])])
     assert_exact()
     assert [r[7] for r in summaries.kept(connection)[summaries.SUMMARIES]] == [0, 0]
+    from conversations.models import AgentSpan, AgentTrace
+
+    AgentTrace.objects.create(trace_id="tt", session_id="t1")
+    AgentSpan.objects.create(span_id="ts", trace_id="tt", kind="response", model="gpt-4o")
+    assert_exact()
+    _plain_sql([("TRUNCATE forkview_spans", [])])
+    assert_exact()
+    AgentSpan.objects.create(span_id="ts", trace_id="tt", kind="response", model="gpt-4o")
+    _plain_sql([("TRUNCATE forkview_traces", [])])
+    assert_exact()
     _plain_sql([("TRUNCATE agent_sessions CASCADE", [])])
     assert_exact()
     assert summaries.kept(connection)[summaries.SUMMARIES] == []
+
+
+def _costs(session_id: str) -> tuple[Any, ...] | None:
+    for row in summaries.kept(connection)[summaries.SUMMARIES]:
+        if row[0] == session_id:
+            return tuple(row[9:12])  # cost_nanos, model_calls, unpriced_calls
+    return None
+
+
+def test_traces_and_spans_keep_the_recorded_costs_exact():
+    """Every way a trace or span comes, moves or goes keeps the sessions' recorded costs
+    (``cost_nanos``, model calls, unpriced calls) equal to a recomputation."""
+    from django.utils import timezone
+
+    from conversations.models import AgentSpan, AgentTrace
+
+    now = timezone.now()
+
+    def span(
+        span_id: str,
+        trace_id: str,
+        kind: str = "response",
+        model: str | None = None,
+        tokens: int = 1000,
+    ) -> AgentSpan:
+        return AgentSpan(
+            span_id=span_id,
+            trace_id=trace_id,
+            kind=kind,
+            model=model,
+            input_tokens=tokens,
+            output_tokens=tokens // 10,
+            started_at=now,
+        )
+
+    _plain_sql([("INSERT INTO agent_sessions (session_id) VALUES ('c1'), ('c2')", [])])
+    assert _costs("c1") == (None, 0, 0)
+    AgentTrace.objects.create(trace_id="t1", session_id="c1", started_at=now)
+    assert_exact()
+    AgentSpan.objects.bulk_create(
+        [
+            span("s1", "t1", model="gpt-4o"),
+            span("s2", "t1", "generation", "acme-llm-7"),
+            span("s3", "t1", "function"),
+        ]
+    )
+    assert_exact()
+    priced = AgentSpan.objects.get(span_id="s1").cost_nanos
+    assert priced and _costs("c1") == (priced, 2, 1)
+    # A span before its trace; a trace before its session.
+    AgentSpan.objects.bulk_create([span("s4", "t2", model="gpt-4o", tokens=500)])
+    assert_exact()
+    AgentTrace.objects.create(trace_id="t2", session_id="c1", started_at=now)
+    assert_exact()
+    AgentTrace.objects.create(trace_id="t3", session_id="c3", started_at=now)
+    AgentSpan.objects.bulk_create([span("s5", "t3", model="forkview-offline-demo")])
+    assert_exact()
+    _plain_sql([("INSERT INTO agent_sessions (session_id) VALUES ('c3')", [])])
+    assert_exact()
+    assert _costs("c3") == (0, 1, 0)
+    # A trace moves to another session; a span is repriced, changes kind, goes.
+    AgentTrace.objects.filter(trace_id="t2").update(session_id="c2")
+    assert_exact()
+    assert _costs("c1") == (priced, 2, 1) and _costs("c2")[1:] == (1, 0)
+    AgentSpan.objects.filter(span_id="s2").update(cost_nanos=7)
+    assert_exact()
+    assert _costs("c1") == (priced + 7, 2, 0)
+    AgentSpan.objects.filter(span_id="s1").update(kind="function")
+    assert_exact()
+    AgentSpan.objects.filter(span_id="s2").delete()
+    assert_exact()
+    assert _costs("c1") == (None, 0, 0)
+    # A trace goes before its spans, or after them; a session goes and comes back.
+    AgentSpan.objects.filter(span_id="s1").update(kind="response")
+    AgentTrace.objects.filter(trace_id="t1").delete()
+    assert_exact()
+    AgentSpan.objects.filter(trace_id="t1").delete()
+    AgentSpan.objects.filter(trace_id="t2").delete()
+    assert_exact()
+    assert _costs("c2") == (None, 0, 0)
+    _plain_sql([("DELETE FROM agent_sessions WHERE session_id = 'c3'", [])])
+    assert_exact()
+    _plain_sql([("INSERT INTO agent_sessions (session_id) VALUES ('c3')", [])])
+    assert_exact()
+    assert _costs("c3") == (0, 1, 0)
+
+
+@pytest.mark.asyncio
+async def test_staff_operations_keep_the_recorded_costs_exact():
+    """Traces follow their session through the staff operations (copy, rename, delete)."""
+    from conversations.models import AgentSpan, AgentTrace
+
+    session = DjangoSession(session_id="traced")
+    for n in range(1, 4):
+        await session.add_items(turn_items(random.Random(n), n))
+    await session.create_branch_from_turn(2, "alt")
+    await session.add_items(turn_items(random.Random(7), 7))
+
+    def staff() -> None:
+        for n, branch in ((1, "main"), (2, "alt")):
+            AgentTrace.objects.create(
+                trace_id=f"tr{n}", session_id="traced", branch_id=branch, turn=n
+            )
+            AgentSpan.objects.bulk_create(
+                [
+                    AgentSpan(
+                        span_id=f"sp{n}",
+                        trace_id=f"tr{n}",
+                        kind="response",
+                        model="gpt-4o",
+                        input_tokens=100 * n,
+                        output_tokens=n,
+                    )
+                ]
+            )
+        assert_exact()
+        services.session_duplicate(session_id="traced", new_session_id="traced-copy")
+        assert_exact()
+        assert _costs("traced-copy") == _costs("traced") and _costs("traced")[1] == 2
+        services.branch_rename(session_id="traced-copy", old="alt", new="alt2")
+        assert_exact()
+        services.branch_delete(session_id="traced-copy", branch_id="alt2")
+        assert_exact()
+        services.session_delete(session_id="traced-copy")
+        assert_exact()
+        assert _costs("traced-copy") is None
+
+    await sync_to_async(staff)()

@@ -101,8 +101,8 @@ GET_MATRIX: dict[str, tuple[str, ...]] = {
     "sessions/<sid:session_id>/annotations/score/": ("405",) * 6,
     "sessions/<sid:session_id>/annotations/score/clear/": ("405",) * 6,
     "sessions/<sid:session_id>/annotations/tag/": ("405",) * 6,
-    # The queue: opening it takes annotate (staff); "next" is a POST.
-    "review/": ("login", "403", "403", "403", "403", f"302 /sessions/{SESSION}/?queue=1"),
+    # The queue: its start page takes annotate (staff); "next" (a POST) opens and claims.
+    "review/": ("login", "403", "403", "403", "403", "200"),
     "review/next/": ("405",) * 6,
     # The JSON API (dashboard/api): 401 without credentials (JSON, no login redirect), then the
     # pages' permissions; its docs page is a page (login redirect).
@@ -185,6 +185,9 @@ for _model in ("annotation", "auditentry", "sessionreview"):
     GET_MATRIX[f"admin/conversations/{_model}/add/"] = _NO_ADMIN_WRITE
 for _model in ("annotation", "auditentry", "sessionreview", "apitoken", "scoredefinition"):
     GET_MATRIX[f"admin/conversations/{_model}/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
+# ... except that moderators (``conversations.delete_annotation``: staff here, a superuser) may
+# delete an annotation (through ``reviews.annotation_delete``, audited).
+GET_MATRIX["admin/conversations/annotation/<path:object_id>/delete/"] = _ADMIN
 GET_MATRIX["admin/conversations/messagestructure/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
 GET_MATRIX["admin/conversations/sessioncleargeneration/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
 GET_MATRIX["admin/conversations/agentmessage/<path:object_id>/delete/"] = _NO_ADMIN_WRITE
@@ -204,6 +207,18 @@ POST_MATRIX: dict[str, tuple[str, ...]] = {
     "sessions/<sid:session_id>/annotations/comment/": ("login", "403", "403", "403", "403", "400"),
     "sessions/<sid:session_id>/annotations/tag/": ("login", "403", "403", "403", "403", "400"),
     "sessions/<sid:session_id>/annotations/review/": ("login", "403", "403", "403", "403", "400"),
+    # Deleting an annotation: its author with annotate, or a moderator (staff is both here;
+    # a form body is not the JSON object the route takes: 400).
+    "sessions/<sid:session_id>/annotations/<int:annotation_id>/delete/": (
+        "login",
+        "403",
+        "403",
+        "403",
+        "403",
+        "400",
+    ),
+    # The queue's "next" (opens and claims the next session): annotate.
+    "review/next/": ("login", "403", "403", "403", "403", "303"),
 }
 
 #: Sockets: "ready"/"open" = accepted and working; a number = the close code.

@@ -32,7 +32,7 @@ from conversations.models import (
     ScoreKind,
     SessionReview,
 )
-from conversations.permissions import ANNOTATE_CODENAME, APP_LABEL, can_annotate
+from conversations.permissions import ANNOTATE_CODENAME, APP_LABEL, can_annotate, can_moderate
 
 __all__ = [
     "ASSIGNEE_LIMIT",
@@ -345,6 +345,7 @@ class SessionAnnotations:
     """Everything the session and compare pages show of the review workflow.
 
     ``can_annotate``: the viewer may write (the pages show the write controls only then).
+    ``can_moderate``: the viewer may delete other people's comments and tags (moderation).
     ``assignees``: ``(id, username)`` of the people a session can be assigned to (filled
     only for annotators, with ``with_assignees=True``).
     """
@@ -357,6 +358,7 @@ class SessionAnnotations:
     branches: Mapping[str, BranchScores] = field(repr=False)
     summary: BranchScores
     assignees: tuple[tuple[int, str], ...] = ()
+    can_moderate: bool = False
     statuses: tuple[tuple[str, str], ...] = tuple(ReviewStatus.choices)
 
     @property
@@ -580,6 +582,7 @@ def session_annotations_get(
         branches={b: _branch_scores(b, group) for b, group in per_branch.items()},
         summary=_branch_scores("", notes),
         assignees=assignable_users() if writer and with_assignees else (),
+        can_moderate=can_moderate(user),
     )
 
 

@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -23,6 +24,7 @@ from django.db.models import Avg, Count, F, Func, OuterRef, Q, QuerySet, Subquer
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import StrIndex
 
+from conversations.costs import CostTotal, describe, recorded_total, to_nanos
 from conversations.items import DecodeError, content_text, decode, one_line
 from conversations.models import (
     AgentMessage,
@@ -66,6 +68,7 @@ SORTS = {
     "turns": "turn_count",
     "branches": "branch_count",
     "tokens": "total_tokens",
+    "cost": "cost_nanos",
     "updated": "updated_at",
     "created": "created_at",
 }
@@ -79,6 +82,12 @@ def _query_date(value: str | None) -> date | None:
         return date.fromisoformat(value) if value else None
     except ValueError:
         return None
+
+
+def _query_dollars(value: str | None) -> float | None:
+    """A dollar amount (``$`` and thousands commas allowed), non-negative, or None."""
+    number = _query_number((value or "").strip().lstrip("$").replace(",", ""))
+    return number if number is not None and 0 <= number < 1e9 else None
 
 
 def _query_number(value: str | None) -> float | None:
@@ -108,13 +117,17 @@ class SessionListFilters:
     annotator: str = ""
     #: Sessions with at least one comment (a comment annotation).
     commented: bool = False
+    #: Recorded cost in dollars (the traces' model calls): at least / at most.
+    cost_min: float | None = None
+    cost_max: float | None = None
 
     @classmethod
     def from_query(cls, params: Mapping[str, str]) -> SessionListFilters:
         """The filters of a query string (the list page's and the API's parameters: ``branched=1``,
         ``tool``, ``from`` and ``to`` as ISO dates, ``score`` (a definition's name) with
         ``score_min`` / ``score_max``, ``tag``, ``status``, ``annotator`` (a username),
-        ``commented=1``); what does not parse is ignored."""
+        ``commented=1``, ``cost_min`` / ``cost_max`` in dollars); what does not parse is
+        ignored."""
         status = params.get("status") or ""
         score = (params.get("score") or "")[:64]
         return cls(
@@ -129,19 +142,18 @@ class SessionListFilters:
             status=status if status in ReviewStatus.values else "",
             annotator=(params.get("annotator") or "")[:150],
             commented=params.get("commented") == "1",
+            cost_min=_query_dollars(params.get("cost_min")),
+            cost_max=_query_dollars(params.get("cost_max")),
         )
 
-    @property
-    def reviews(self) -> bool:
-        """Whether any review filter is set."""
-        return self != replace(self, **_NO_REVIEW_FILTERS)
-
     def base(self) -> SessionListFilters:
-        """These filters without the review filters (what ``forkview_list_counts`` counts)."""
-        return replace(self, **_NO_REVIEW_FILTERS)
+        """These filters without the review and cost filters (what ``forkview_list_counts``
+        counts)."""
+        return replace(self, **_NOT_COUNTED)
 
 
-_NO_REVIEW_FILTERS: dict[str, Any] = {
+#: The filters ``forkview_list_counts`` does not count: each selects through its own index.
+_NOT_COUNTED: dict[str, Any] = {
     "score": "",
     "score_min": None,
     "score_max": None,
@@ -149,6 +161,8 @@ _NO_REVIEW_FILTERS: dict[str, Any] = {
     "status": "",
     "annotator": "",
     "commented": False,
+    "cost_min": None,
+    "cost_max": None,
 }
 
 
@@ -179,6 +193,12 @@ class SessionRow:
     score_count: int = 0
     score_text: str = ""
     review_status: str = ReviewStatus.UNREVIEWED
+    #: What the session's traces recorded (None: no model call traced).
+    cost: CostTotal | None = None
+
+    @property
+    def cost_text(self) -> str:
+        return describe(self.cost) if self.cost is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +308,7 @@ def _counts(filters: SessionListFilters) -> tuple[int, int]:
 
 
 def _annotation_sets(filters: SessionListFilters) -> list[QuerySet[Any, Any]]:
-    """The session ids each narrow review filter selects, as subqueries (the selection is
+    """The session ids each review or cost filter selects, as subqueries (the selection is
     their intersection): each read through its index."""
     sets: list[QuerySet[Any, Any]] = []
     notes = Annotation.objects.order_by()
@@ -309,6 +329,13 @@ def _annotation_sets(filters: SessionListFilters) -> list[QuerySet[Any, Any]]:
         sets.append(notes.values("session_id"))
     if filters.status and filters.status != ReviewStatus.UNREVIEWED:
         sets.append(SessionReview.objects.filter(status=filters.status).values("session_id"))
+    if filters.cost_min is not None or filters.cost_max is not None:
+        costs: dict[str, int | None] = {}
+        if filters.cost_min is not None:
+            costs["cost_nanos__gte"] = to_nanos(Decimal(str(filters.cost_min)))
+        if filters.cost_max is not None:
+            costs["cost_nanos__lte"] = to_nanos(Decimal(str(filters.cost_max)))
+        sets.append(SessionSummary.objects.filter(**costs).values("session_id"))
     return sets
 
 
@@ -539,6 +566,9 @@ def session_list(
             "total_tokens",
             "created_at",
             "updated_at",
+            "cost_nanos",
+            "model_calls",
+            "unpriced_calls",
             named=True,
         )[start : start + per_page]
     )
@@ -563,6 +593,13 @@ def session_list(
                 score_count=scored,
                 score_text=score_text(score_column, average, scored) if score_column else "",
                 review_status=status or ReviewStatus.UNREVIEWED,
+                cost=(
+                    recorded_total(
+                        cost_nanos=s.cost_nanos, calls=s.model_calls, unpriced=s.unpriced_calls
+                    )
+                    if s.model_calls
+                    else None
+                ),
             )
         )
     return SessionListPage(

@@ -4,8 +4,9 @@ A session's traces (``forkview_traces``, linked by ``session_id``/``branch_id``/
 read whole, with their spans aggregated in the database per (trace, kind, model): 2 queries
 whatever the size of the session or of its traces. A branch's turn is read from the branch
 that wrote it (``BranchTree.owner``), like its usage row, so a turn shared with the parent
-shows the parent's trace. Costs come from ``conversations.costs`` (per model call, summed per
-model: a price is linear in the tokens).
+shows the parent's trace. Costs are the ones recorded with each model span
+(``AgentSpan.cost_nanos``, priced when written by ``conversations.costs``), summed in the
+database.
 
 The waterfall (:func:`turn_spans_get`) reads one turn's spans: 2 queries, at most
 ``MAX_SPANS`` spans.
@@ -24,16 +25,16 @@ from django.db.models import Count, Max, Min, Q, Sum
 
 from conversations.costs import (
     EMPTY_TOTAL,
-    Cost,
     CostTotal,
     add_totals,
     default_model,
     describe,
     estimated_cost,
-    response_cost,
+    recorded_total,
+    stored_cost,
     total,
 )
-from conversations.models import AgentSpan, AgentTrace, SpanKind, TurnUsage
+from conversations.models import MODEL_SPAN_KINDS, AgentSpan, AgentTrace, SpanKind, TurnUsage
 
 from .tree import BranchTree
 
@@ -53,7 +54,6 @@ MAX_SPANS = 2000
 #: The longest span name sent to the page.
 MAX_NAME = 200
 
-_MODEL_CALLS = (SpanKind.RESPONSE, SpanKind.GENERATION)
 _TOOL_CALLS = (SpanKind.FUNCTION, SpanKind.MCP_TOOLS)
 
 
@@ -143,6 +143,15 @@ class SessionTraces:
     def branch_costs(self) -> tuple[BranchCost, ...]:
         return tuple(self.branch_cost(b) for b in self.tree.order)
 
+    @property
+    def session_cost(self) -> CostTotal:
+        """Every branch's own turns, each turn once (estimated ones included)."""
+        return add_totals(t.cost for t in self.turns.values())
+
+    @property
+    def session_cost_text(self) -> str:
+        return describe(self.session_cost)
+
     def path_cost(self, branch_id: str, first: int = 1, last: int | None = None) -> CostTotal:
         """The cost of turns ``first..last`` of ``branch_id`` (shared ones included)."""
         end = self.tree.nodes[branch_id].turns if last is None else last
@@ -183,7 +192,8 @@ class _Acc:
     model_calls: int = 0
     tool_calls: int = 0
     errors: int = 0
-    costs: list[Cost] = field(default_factory=list)
+    cost_nanos: int = 0
+    unpriced: int = 0
 
 
 def session_traces_get(*, tree: BranchTree) -> SessionTraces:
@@ -216,10 +226,8 @@ def session_traces_get(*, tree: BranchTree) -> SessionTraces:
         .annotate(
             n=Count("span_id"),
             errors=Count("span_id", filter=Q(error__isnull=False)),
-            inp=Sum("input_tokens"),
-            out=Sum("output_tokens"),
-            cached=Sum("cached_input_tokens"),
-            reasoning=Sum("reasoning_tokens"),
+            nanos=Sum("cost_nanos"),
+            priced=Count("cost_nanos"),
             first=Min("started_at"),
             last=Max("ended_at"),
         )
@@ -235,22 +243,13 @@ def session_traces_get(*, tree: BranchTree) -> SessionTraces:
             acc.span_starts.append(row["first"])
         if row["last"] is not None:
             acc.ends.append(row["last"])
-        if row["kind"] in _MODEL_CALLS:
+        if row["kind"] in MODEL_SPAN_KINDS:
             acc.model_calls += row["n"]
             model = row["model"] or ""
             if model:
                 acc.models[model[:MAX_NAME]] = None
-            # One cost per call would re-price each call; the price is linear in the tokens,
-            # so the sum per model is priced once and counted as ``n`` calls.
-            cost = response_cost(
-                model=model or None,
-                input_tokens=row["inp"],
-                output_tokens=row["out"],
-                cached_input_tokens=row["cached"],
-                reasoning_tokens=row["reasoning"],
-                at=row["first"],
-            )
-            acc.costs.extend([cost] + [_zero(cost)] * (row["n"] - 1))
+            acc.cost_nanos += int(row["nanos"] or 0)
+            acc.unpriced += row["n"] - row["priced"]
         elif row["kind"] in _TOOL_CALLS:
             acc.tool_calls += row["n"]
     turns = {
@@ -265,7 +264,9 @@ def session_traces_get(*, tree: BranchTree) -> SessionTraces:
             model_calls=acc.model_calls,
             tool_calls=acc.tool_calls,
             errors=acc.errors,
-            cost=total(acc.costs),
+            cost=recorded_total(
+                cost_nanos=acc.cost_nanos, calls=acc.model_calls, unpriced=acc.unpriced
+            ),
         )
         for key, acc in accs.items()
     }
@@ -307,16 +308,6 @@ def _latency(acc: _Acc) -> float | None:
     if not starts or not acc.ends:
         return None
     return max(0.0, (max(acc.ends) - min(starts)).total_seconds() * 1000)
-
-
-def _zero(cost: Cost) -> Cost:
-    """The other calls of a priced group: counted like it, adding nothing."""
-    return Cost(
-        usd=None if cost.usd is None else Decimal(0),
-        model=cost.model,
-        estimated=cost.estimated,
-        free=cost.free,
-    )
 
 
 # ---- The waterfall's JSON twin ----------------------------------------------------------------
@@ -397,8 +388,7 @@ def turn_spans_get(*, tree: BranchTree, branch_id: str, turn: int) -> TurnSpans:
             "model",
             "input_tokens",
             "output_tokens",
-            "cached_input_tokens",
-            "reasoning_tokens",
+            "cost_nanos",
         )[: MAX_SPANS + 1]
     )
     starts = [t[2] for t in traces if t[2] is not None] + [r[5] for r in rows if r[5] is not None]
@@ -423,26 +413,14 @@ def turn_spans_get(*, tree: BranchTree, branch_id: str, turn: int) -> TurnSpans:
         model,
         inp,
         out,
-        cached,
-        reasoning,
+        cost_nanos,
     ) in rows[:MAX_SPANS]:
         start_ms = offset(started)
         end_ms = offset(ended)
         duration_ms = _ms(duration)
         if duration_ms is None and start_ms is not None and end_ms is not None:
             duration_ms = max(0.0, end_ms - start_ms)
-        cost = (
-            response_cost(
-                model=model,
-                input_tokens=inp,
-                output_tokens=out,
-                cached_input_tokens=cached,
-                reasoning_tokens=reasoning,
-                at=started,
-            )
-            if kind in _MODEL_CALLS
-            else None
-        )
+        cost = stored_cost(model, cost_nanos) if kind in MODEL_SPAN_KINDS else None
         spans.append(
             {
                 "id": _text(span_id),

@@ -9,6 +9,8 @@
        c      comment (markdown; Ctrl+Enter saves)      t  tag (Enter adds)
        r / f  mark reviewed / needs fix and open the next session of my queue; n skips
        ?      the list of keys; Esc closes a prompt or the list
+   - A moderator deletes other people's comments and tags ([data-action=moderate]), giving an
+     optional reason (the audit trail keeps it).
    - Turns added by "Load earlier turns" get their bars from <session>/annotations/?turns=... */
 (function () {
   "use strict";
@@ -17,6 +19,7 @@
   if (!page || !window.fetch) return;
   var base = page.dataset.annotationsUrl;
   var canWrite = page.dataset.canAnnotate === "true";
+  var canModerate = page.dataset.canModerate === "true";
   var definitions = [];
   try {
     definitions = JSON.parse(page.dataset.definitions || "[]");
@@ -336,6 +339,14 @@
 
   document.addEventListener("click", function (event) {
     var button = event.target.closest && event.target.closest("[data-note-bar] [data-action]");
+    if (button && canModerate && button.dataset.action === "moderate") {
+      // Someone else's comment or tag: a moderator deletes it, with an optional reason.
+      var reason = window.prompt(
+        "Delete " + button.dataset.author + "'s " + button.dataset.what +
+        " (moderation)? Reason, optional (recorded in the audit trail):", "");
+      if (reason !== null) send(button.dataset.id + "/delete/", { reason: reason }, button.closest("[data-note-bar]"));
+      return;
+    }
     if (button && canWrite) {
       var bar = button.closest("[data-note-bar]");
       var action = button.dataset.action;

@@ -204,12 +204,31 @@ def test_export_queries_are_constant(traced, django_assert_num_queries):
 # ---- Round trip ----------------------------------------------------------------------------
 
 
-def test_round_trip_keeps_ids_in_an_empty_database(traced):
+def _recorded(session_id: str) -> tuple[int | None, int, int]:
+    from conversations.models import SessionSummary
+
+    row = SessionSummary.objects.get(session_id=session_id)
+    return row.cost_nanos, row.model_calls, row.unpriced_calls
+
+
+def test_round_trip_keeps_ids_in_an_empty_database(traced, settings):
     tree = tree_export(session_id="s1")
     text = tree_dumps(tree)
+    cost_before = _recorded("s1")
+    assert cost_before[1] > 0 and cost_before[2] == cost_before[1]  # gpt-test-1: no price
     services.session_delete(session_id="s1")  # its traces go with it
     assert not AgentTrace.objects.filter(session_id="s1").exists()
+    # The import prices its model calls as they are written (with today's prices).
+    settings.FORKVIEW_PRICES = {"gpt-test-1": {"input": 1, "output": 4}}
     report = tree_import(tree=renamed(json.loads(text), "s1-new"))
+    cost_after = _recorded("s1-new")
+    assert cost_after[1:] == (cost_before[1], 0) and cost_after[0]
+    assert cost_after[0] == sum(
+        n or 0
+        for n in AgentSpan.objects.filter(
+            trace_id__in=AgentTrace.objects.filter(session_id="s1-new").values("trace_id")
+        ).values_list("cost_nanos", flat=True)
+    )
     assert report.counts["traces"] == 4 and report.counts["spans"] == 9
     assert "traces re-identified (ids already present)" not in report.counts
     assert tree_dumps(renamed(tree_export(session_id="s1-new"), "s1")) == text

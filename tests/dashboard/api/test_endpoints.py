@@ -61,11 +61,13 @@ def test_session_list_pages(caller):
         "turns",
         "branches",
         "total_tokens",
+        "cost",
         "created_at",
         "updated_at",
         "url",
     }
     assert row["title"] == "question 1" and row["turns"] == 1 and row["url"] == "/sessions/s00/"
+    assert row["cost"] is None  # no model call traced
     # past the end: the last page (as the list page does)
     late = viewer.get(f"{API}/sessions/?per_page=3&page=999").json()
     assert late["page"] == 3 and len(late["items"]) == 1

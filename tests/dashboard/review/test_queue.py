@@ -75,10 +75,16 @@ def test_empty_queue_is_a_friendly_page(annotator):
 
 def test_queue_opens_the_oldest_unreviewed_session_without_writing(annotator):
     _sessions(3)
-    response = _client(annotator).get(QUEUE)
-    assert response.status_code == 302
-    assert response["Location"] == queue_url("q00")
+    client = _client(annotator)
+    response = client.get(QUEUE)  # the start page: its form POSTs to "next"
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'id="queue-start-form"' in page and f'action="{NEXT}"' in page
+    assert 'method="post"' in page and "csrfmiddlewaretoken" in page
     assert not SessionReview.objects.exists()  # a GET never writes
+    opened = client.post(NEXT)  # no "after": the oldest session, claimed
+    assert opened.status_code == 303 and opened["Location"] == queue_url("q00")
+    assert SessionReview.objects.get(pk="q00").assignee == annotator
 
 
 def test_queue_skips_reviewed_and_sessions_assigned_to_others(annotator, other):
@@ -86,8 +92,8 @@ def test_queue_skips_reviewed_and_sessions_assigned_to_others(annotator, other):
     reviews.review_status_set(user=other, session_id="q00", status=ReviewStatus.REVIEWED)
     reviews.review_status_set(user=other, session_id="q01", assignee=other)
     reviews.review_status_set(user=other, session_id="q02", assignee=annotator)
-    assert _client(annotator).get(QUEUE)["Location"] == queue_url("q02")
-    assert _client(other).get(QUEUE)["Location"] == queue_url("q01")
+    assert _client(annotator).post(NEXT)["Location"] == queue_url("q02")
+    assert _client(other).post(NEXT)["Location"] == queue_url("q01")
 
 
 def test_next_sets_the_status_of_the_session_left_and_opens_the_next(annotator):
@@ -156,7 +162,8 @@ def test_twenty_sessions_in_a_row(annotator, other):
     reviews.review_status_set(user=other, session_id=ids[5], assignee=other)
     reviews.review_status_set(user=other, session_id=ids[9], status="reviewed")
     client = _client(annotator)
-    location = client.get(QUEUE)["Location"]
+    assert client.get(QUEUE).status_code == 200
+    location = client.post(NEXT)["Location"]
     seen = []
     while location.startswith("/sessions/"):
         assert client.get(location).status_code == 200
