@@ -56,6 +56,7 @@ __all__ = [
     "StructureBuild",
     "UsageRow",
     "session_copy",
+    "timestamps_set",
     "tree_write",
 ]
 
@@ -679,3 +680,37 @@ def session_copy(*, source: AgentSession, new_session_id: str, using: str) -> in
     reviews.follow_copy(session_id=session_id, new_session_id=new_session_id, using=using)
     trace_follow.follow_copy(session_id=session_id, new_session_id=new_session_id, using=using)
     return len(copies)
+
+
+def timestamps_set(
+    *,
+    session_id: str,
+    structure: dict[int, Any],
+    messages: dict[int, Any],
+    usage: dict[int, Any],
+    created_at: Any,
+    updated_at: Any,
+    using: str = "default",
+) -> None:
+    """Set a session's timestamps: ``created_at`` of its structure rows, messages and usage
+    rows (each a map of row id to time) and the session's own ``created_at``/``updated_at``
+    (``seed_demo`` spreads its history over past days). Rows the maps leave out keep theirs.
+    Inside the caller's ``transaction.atomic()``, under the session's writer lock."""
+    SessionWriter(session_id, using=using).lock()
+    tables: list[tuple[Any, dict[int, Any]]] = [
+        (MessageStructure, structure),
+        (AgentMessage, messages),
+        (TurnUsage, usage),
+    ]
+    for model, times in tables:
+        rows = list(
+            model._default_manager.using(using)
+            .filter(session_id=session_id, pk__in=list(times))
+            .only("pk")
+        )
+        for row in rows:
+            row.created_at = times[row.pk]
+        model._default_manager.using(using).bulk_update(rows, ["created_at"], batch_size=500)
+    AgentSession.objects.using(using).filter(session_id=session_id).update(
+        created_at=created_at, updated_at=updated_at
+    )

@@ -37,9 +37,8 @@ from django.contrib.auth.models import Permission
 from django.db import transaction
 from openai.types.responses.response_reasoning_item import ResponseReasoningItem, Summary
 
-from conversations import reviews
+from conversations import reviews, writes
 from conversations.models import (
-    AgentMessage,
     AgentSession,
     AgentSpan,
     AgentTrace,
@@ -606,44 +605,45 @@ AGES: dict[str, tuple[float, float]] = {
 
 def _backdate(session_id: str, now: datetime) -> None:
     """Spread a freshly written demo session's messages over its :data:`AGES` (in sequence
-    order: its branches keep their order), as plain updates of the timestamps (the summary
-    triggers follow, as for any writer)."""
+    order: its branches keep their order), through the write path's ``timestamps_set`` (the
+    summary triggers follow, as for any writer)."""
     first, last = AGES.get(session_id, (0.0, 0.0))
     rows = list(
         MessageStructure.objects.for_session(session_id)
         .order_by("sequence_number", "id")
-        .only("id", "message_id", "branch_id", "user_turn_number", "created_at")
+        .values_list("id", "message_id", "branch_id", "user_turn_number")
     )
     if not rows:
         return
     start = now - timedelta(days=first)
-    distinct = len({row.message_id for row in rows})
+    distinct = len({message_id for _, message_id, _, _ in rows})
     step = timedelta(days=first - last) / max(distinct - 1, 1)
+    structure: dict[int, datetime] = {}
     messages: dict[int, datetime] = {}
     turns: dict[tuple[str, int | None], datetime] = {}
     clock = start
-    for row in rows:
+    for row_id, message_id, branch_id, turn in rows:
         # A new message moves the clock on; a row copied into a branch (a message already
         # seen) is stamped when the branch was made, the clock as it stands.
-        if row.message_id not in messages:
+        if message_id not in messages:
             clock = (start + step * len(messages)).replace(microsecond=0)
-            messages[row.message_id] = clock
-        row.created_at = clock
-        turns[(row.branch_id, row.user_turn_number)] = clock
-    with transaction.atomic():
-        MessageStructure.objects.bulk_update(rows, ["created_at"], batch_size=500)
-        stored = list(AgentMessage.objects.filter(id__in=list(messages)).only("id"))
-        for message in stored:
-            message.created_at = messages[message.id]
-        AgentMessage.objects.bulk_update(stored, ["created_at"], batch_size=500)
-        usages = list(
-            TurnUsage.objects.for_session(session_id).only("id", "branch_id", "user_turn_number")
+            messages[message_id] = clock
+        structure[row_id] = clock
+        turns[(branch_id, turn)] = clock
+    usage = {
+        usage_id: turns.get((branch_id, turn), start)
+        for usage_id, branch_id, turn in TurnUsage.objects.for_session(session_id).values_list(
+            "id", "branch_id", "user_turn_number"
         )
-        for usage in usages:
-            usage.created_at = turns.get((usage.branch_id, usage.user_turn_number), start)
-        TurnUsage.objects.bulk_update(usages, ["created_at"], batch_size=500)
-        AgentSession.objects.filter(session_id=session_id).update(
-            created_at=rows[0].created_at, updated_at=rows[-1].created_at
+    }
+    with transaction.atomic():
+        writes.timestamps_set(
+            session_id=session_id,
+            structure=structure,
+            messages=messages,
+            usage=usage,
+            created_at=structure[rows[0][0]],
+            updated_at=structure[rows[-1][0]],
         )
 
 
