@@ -246,10 +246,14 @@ def span_cost_nanos(span: AgentSpan) -> int | None:
     return to_nanos(span_cost(span).usd)
 
 
-def price_spans(spans: Iterable[AgentSpan]) -> None:
-    """Set ``cost_nanos`` on each span (every writer's ``bulk_create``/``save`` calls this)."""
+def price_spans(spans: Iterable[AgentSpan], *, again: bool = True) -> None:
+    """Set ``cost_nanos`` on each span (every writer's ``bulk_create``/``save`` calls this).
+    ``again=False`` leaves spans this function priced already (the trace processor prices a
+    batch before it opens its write transaction, so SQLite's write lock is not held for it)."""
     for span in spans:
-        span.cost_nanos = span_cost_nanos(span)
+        if again or not getattr(span, "_forkview_priced", False):
+            span.cost_nanos = span_cost_nanos(span)
+            span._forkview_priced = True  # type: ignore[attr-defined]
 
 
 def reprice_spans(

@@ -626,7 +626,7 @@ class AgentSpanQuerySet(models.QuerySet["AgentSpan"]):
         from conversations.costs import price_spans
 
         objs = list(objs)
-        price_spans(objs)
+        price_spans(objs, again=False)
         return super().bulk_create(objs, *args, **kwargs)
 
 

@@ -67,6 +67,7 @@ from agents.run_config import _default_trace_include_sensitive_data
 from agents.tracing import Span, Trace, TracingProcessor
 from django.db import connections, transaction
 
+from .costs import price_spans
 from .models import AgentSession, AgentSpan, AgentTrace, MessageStructure, SpanKind
 
 logger = logging.getLogger(__name__)
@@ -335,6 +336,7 @@ class ForkviewTracingProcessor(TracingProcessor):
             return
 
     def _write(self, traces: list[AgentTrace], spans: list[AgentSpan]) -> None:
+        price_spans(spans)  # before the transaction: SQLite's write lock is not held for it
         with transaction.atomic(using=self.using):
             if traces:
                 AgentTrace.objects.using(self.using).bulk_create(
